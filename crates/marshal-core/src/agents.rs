@@ -1,0 +1,92 @@
+//! Tiers and the agents marshal ships for them (`agents/*.md` in the plugin).
+
+use serde::{Deserialize, Serialize};
+
+use crate::PLUGIN_NAME;
+
+/// How much model a request deserves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Cheap and fast: chores.
+    Weak,
+    /// The everyday default.
+    Base,
+    /// Hard work: design, deep debugging, risky changes.
+    Strong,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Weak => "weak",
+            Tier::Base => "base",
+            Tier::Strong => "strong",
+        }
+    }
+
+    /// The agent shipped for this tier, by its bare name.
+    pub fn default_agent(self) -> &'static str {
+        match self {
+            Tier::Weak => "haiku-general",
+            Tier::Base => "sonnet-general",
+            Tier::Strong => "opus-general",
+        }
+    }
+
+    /// The model alias the tier's agent runs on (Claude Code resolves the alias).
+    pub fn default_model(self) -> &'static str {
+        match self {
+            Tier::Weak => "haiku",
+            Tier::Base => "sonnet",
+            Tier::Strong => "opus",
+        }
+    }
+}
+
+/// The exact `subagent_type` the Agent tool needs for one of our plugin's agents.
+pub fn plugin_subagent_type(agent: &str) -> String {
+    format!("{PLUGIN_NAME}:{agent}")
+}
+
+/// Reduces a `subagent_type` to the agent's bare name for comparison:
+/// `marshal:haiku-general` and `haiku-general` name the same agent.
+pub fn normalize_agent_name(subagent_type: &str) -> &str {
+    let trimmed = subagent_type.trim();
+    trimmed
+        .strip_prefix(PLUGIN_NAME)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .unwrap_or(trimmed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_strips_only_our_plugin_prefix() {
+        assert_eq!(
+            normalize_agent_name("marshal:haiku-general"),
+            "haiku-general"
+        );
+        assert_eq!(normalize_agent_name(" haiku-general "), "haiku-general");
+        assert_eq!(
+            normalize_agent_name("other:haiku-general"),
+            "other:haiku-general"
+        );
+        assert_eq!(
+            normalize_agent_name("marshalx:haiku-general"),
+            "marshalx:haiku-general"
+        );
+    }
+
+    #[test]
+    fn tier_table() {
+        assert_eq!(
+            plugin_subagent_type(Tier::Weak.default_agent()),
+            "marshal:haiku-general"
+        );
+        assert_eq!(Tier::Strong.default_model(), "opus");
+        assert_eq!(serde_json::to_string(&Tier::Base).unwrap(), "\"base\"");
+    }
+}

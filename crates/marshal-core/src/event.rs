@@ -1,0 +1,163 @@
+//! Hook events reduced to what marshal acts on. Anything else is [`Event::Unhandled`], a no-op.
+
+use crate::wire::HookInput;
+
+/// The ids that place an event: which session, which prompt (turn), which project.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TurnKey {
+    pub session: String,
+    /// Claude Code's id for the user prompt that started the turn; carried by every event of it.
+    pub prompt_id: Option<String>,
+    pub project: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The user submitted a prompt (UserPromptSubmit).
+    Prompt { key: TurnKey, prompt: String },
+    /// The model called the subagent tool (PreToolUse on `Agent`, or `Task` on older versions).
+    AgentCall { key: TurnKey, call: AgentCall },
+    /// The main agent finished its turn (Stop).
+    Stop {
+        key: TurnKey,
+        stop_hook_active: bool,
+    },
+    /// A subagent finished (SubagentStop).
+    SubagentStop {
+        key: TurnKey,
+        agent_id: String,
+        agent_type: Option<String>,
+    },
+    /// Any other event or tool: marshal does nothing with it.
+    Unhandled { event_name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCall {
+    /// `subagent_type` exactly as the model passed it; Claude Code's default when absent.
+    pub subagent_type: String,
+    pub model: Option<String>,
+    pub tool_use_id: Option<String>,
+    /// Set when the call was made inside a subagent rather than by the main agent.
+    pub inside_subagent: Option<String>,
+}
+
+/// The agent Claude Code runs when `subagent_type` is left out.
+pub const DEFAULT_SUBAGENT_TYPE: &str = "general-purpose";
+
+impl Event {
+    pub fn from_wire(input: HookInput) -> Event {
+        let event_name = input.hook_event_name.clone().unwrap_or_default();
+        let key = TurnKey {
+            session: input.session_id.clone().unwrap_or_default(),
+            prompt_id: input.prompt_id.clone(),
+            project: input.cwd.clone(),
+        };
+        match event_name.as_str() {
+            "UserPromptSubmit" => Event::Prompt {
+                key,
+                prompt: input.prompt.unwrap_or_default(),
+            },
+            "PreToolUse" if is_subagent_tool(input.tool_name.as_deref()) => Event::AgentCall {
+                key,
+                call: agent_call(&input),
+            },
+            "Stop" => Event::Stop {
+                key,
+                stop_hook_active: input.stop_hook_active.unwrap_or(false),
+            },
+            "SubagentStop" => Event::SubagentStop {
+                key,
+                agent_id: input.agent_id.unwrap_or_default(),
+                agent_type: input.agent_type,
+            },
+            _ => Event::Unhandled { event_name },
+        }
+    }
+}
+
+fn is_subagent_tool(tool_name: Option<&str>) -> bool {
+    matches!(tool_name, Some("Agent" | "Task"))
+}
+
+fn agent_call(input: &HookInput) -> AgentCall {
+    let field = |name: &str| {
+        input
+            .tool_input
+            .as_ref()
+            .and_then(|tool_input| tool_input.get(name))
+            .and_then(|value| value.as_str())
+            .filter(|value| !value.trim().is_empty())
+            .map(str::to_string)
+    };
+    AgentCall {
+        subagent_type: field("subagent_type").unwrap_or_else(|| DEFAULT_SUBAGENT_TYPE.to_string()),
+        model: field("model"),
+        tool_use_id: input.tool_use_id.clone(),
+        inside_subagent: input.agent_id.clone().filter(|id| !id.is_empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::parse_hook_input;
+
+    fn event(raw: &str) -> Event {
+        Event::from_wire(parse_hook_input(raw.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn agent_call_from_main_agent() {
+        let e = event(
+            r#"{"session_id":"s","prompt_id":"p","cwd":"/w","hook_event_name":"PreToolUse","tool_name":"Agent","tool_input":{"description":"d","prompt":"x","subagent_type":"marshal:haiku-general","model":"haiku"},"tool_use_id":"toolu_1"}"#,
+        );
+        let Event::AgentCall { key, call } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(key.prompt_id.as_deref(), Some("p"));
+        assert_eq!(call.subagent_type, "marshal:haiku-general");
+        assert_eq!(call.model.as_deref(), Some("haiku"));
+        assert_eq!(call.inside_subagent, None);
+    }
+
+    #[test]
+    fn agent_call_inside_subagent_and_legacy_task_name() {
+        let e = event(
+            r#"{"session_id":"s","hook_event_name":"PreToolUse","tool_name":"Task","agent_id":"a1","agent_type":"x","tool_input":{}}"#,
+        );
+        let Event::AgentCall { call, .. } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(call.subagent_type, DEFAULT_SUBAGENT_TYPE);
+        assert_eq!(call.inside_subagent.as_deref(), Some("a1"));
+    }
+
+    #[test]
+    fn other_tools_and_events_are_unhandled() {
+        assert!(matches!(
+            event(r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{}}"#),
+            Event::Unhandled { .. }
+        ));
+        assert!(matches!(
+            event(r#"{"hook_event_name":"SessionStart"}"#),
+            Event::Unhandled { .. }
+        ));
+        assert!(matches!(event(r#"{}"#), Event::Unhandled { .. }));
+    }
+
+    #[test]
+    fn stop_and_subagent_stop() {
+        assert!(matches!(
+            event(r#"{"hook_event_name":"Stop","session_id":"s","stop_hook_active":true}"#),
+            Event::Stop {
+                stop_hook_active: true,
+                ..
+            }
+        ));
+        let e = event(
+            r#"{"hook_event_name":"SubagentStop","session_id":"s","agent_id":"a9","agent_type":"marshal:haiku-general"}"#,
+        );
+        assert!(matches!(e, Event::SubagentStop { ref agent_id, .. } if agent_id == "a9"));
+    }
+}

@@ -1,0 +1,107 @@
+//! File-system helpers with the permissions marshal promises: directories 0700, files 0600,
+//! and whole-file replacement that readers never see half-done.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// Creates `dir` (and parents) if needed; a directory marshal creates gets mode 0700.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("could not create state directory {}", dir.display()))
+}
+
+/// Opens `path` for appending, creating it with mode 0600.
+pub fn open_append(path: &Path) -> Result<File> {
+    private_options()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("could not open {} for appending", path.display()))
+}
+
+/// Opens (creating, mode 0600) a file used only as a lock.
+pub fn open_lock_file(path: &Path) -> Result<File> {
+    private_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("could not open lock file {}", path.display()))
+}
+
+/// Replaces `path` with `bytes`: write a temp file in the same directory, then rename over.
+/// Readers see the old content or the new one, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written.with_context(|| format!("could not replace {}", path.display()))
+}
+
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn created_dirs_and_files_are_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let file = dir.join("ledger.jsonl");
+        open_append(&file).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        write_atomic(&dir.join("s.json"), b"{}").unwrap();
+        assert_eq!(mode(&dir.join("s.json")), 0o600);
+    }
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("s.json");
+        write_atomic(&file, b"one").unwrap();
+        write_atomic(&file, b"two").unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"two");
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,112 @@
+//! The hook runner shared by every hook binary: never breaks the host.
+//!
+//! Bounded stdin, no panic escapes, stdout holds valid JSON or nothing, and the exit code is
+//! always 0. Whatever goes wrong becomes one line in the state directory's log.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use crate::event::Event;
+use crate::log::log_line;
+use crate::mode::{self, Mode, ModeEnv};
+use crate::paths::{self, StateDirEnv};
+use crate::store::Store;
+use crate::turns::{self, HookResponse};
+use crate::wire::{self, AdditionalContextOutput};
+
+/// The largest event read from stdin; larger ones are ignored (and logged), never buffered.
+pub const MAX_EVENT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The whole life of a hook process. `source` names the binary in log lines.
+pub fn main(source: &str) -> ExitCode {
+    let state_dir = paths::state_dir(&StateDirEnv::from_process());
+    // The default panic hook prints to stderr; the payload is logged below instead.
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(|| run(source, state_dir.as_deref()));
+    match outcome {
+        Ok(Ok(response)) => print_response(&response),
+        Ok(Err(err)) => log_line(state_dir.as_deref(), source, &format!("error: {err:#}")),
+        Err(panic) => log_line(
+            state_dir.as_deref(),
+            source,
+            &format!("internal error (please report): {}", panic_message(&*panic)),
+        ),
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(source: &str, state_dir: Option<&Path>) -> Result<HookResponse> {
+    let mode = mode::detect(&ModeEnv::from_process());
+    let input = read_bounded(std::io::stdin().lock(), MAX_EVENT_BYTES)?;
+    if mode.mode == Mode::Off {
+        return Ok(HookResponse::Silent);
+    }
+    if let Some(warning) = &mode.warning {
+        log_line(state_dir, source, warning);
+    }
+    let parsed =
+        wire::parse_hook_input(&input).context("could not parse the hook event on stdin")?;
+    let event = Event::from_wire(parsed);
+    if matches!(event, Event::Unhandled { .. }) {
+        return Ok(HookResponse::Silent);
+    }
+    let dir: PathBuf = state_dir
+        .context("no state directory: set MARSHAL_STATE_DIR, CLAUDE_PLUGIN_DATA or HOME")?
+        .to_path_buf();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (response, warnings) = turns::handle(event, &mode, &Store::new(dir), &now)?;
+    for warning in warnings {
+        log_line(state_dir, source, &warning);
+    }
+    Ok(response)
+}
+
+/// Reads at most `limit` bytes; more than that is an error, not a truncated event.
+pub fn read_bounded(reader: impl Read, limit: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .context("could not read the hook event from stdin")?;
+    if buf.len() as u64 > limit {
+        bail!("the hook event is larger than {limit} bytes; ignored");
+    }
+    Ok(buf)
+}
+
+fn print_response(response: &HookResponse) {
+    let json = match response {
+        HookResponse::Silent => return,
+        HookResponse::AdditionalContext(text) => {
+            serde_json::to_string(&AdditionalContextOutput::user_prompt_submit(text))
+        }
+    };
+    if let Ok(json) = json {
+        // A closed stdout must not panic (println! would): the error is ignored.
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{json}").and_then(|()| stdout.flush());
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_bounded_accepts_up_to_the_limit_and_rejects_more() {
+        assert_eq!(read_bounded(&b"abcd"[..], 4).unwrap(), b"abcd");
+        let err = read_bounded(&b"abcde"[..], 4).unwrap_err();
+        assert!(err.to_string().contains("larger than 4 bytes"), "{err}");
+    }
+}

@@ -1,0 +1,280 @@
+//! The ledger: append-only JSON Lines, one versioned record per line.
+//!
+//! Writers hold the store lock, start every record on a fresh line (a crash can leave a torn
+//! last line) and emit each record with one `write()`. A failed append is cut back off, so the
+//! file is left as it was. Readers skip anything that does not parse, and say how much.
+
+use std::fs::File;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::agents::Tier;
+use crate::compliance::Outcome;
+use crate::fsutil;
+use crate::mode::Mode;
+
+pub const LEDGER_FILE: &str = "ledger.jsonl";
+/// The record format this build writes; readers skip records from a newer format.
+pub const RECORD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Format version, so later builds can read old ledgers and skip newer ones.
+    pub v: u32,
+    /// RFC 3339 UTC timestamp.
+    pub ts: String,
+    pub session: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_id: Option<String>,
+    #[serde(flatten)]
+    pub body: RecordBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RecordBody {
+    /// marshal recommended an agent for a user prompt (a routed turn began).
+    Route {
+        mode: Mode,
+        project: Option<String>,
+        agent: String,
+        subagent_type: String,
+        tier: Tier,
+        model: String,
+        confidence: f32,
+        reasons: Vec<String>,
+        /// Length of the prompt in characters; the text itself is not stored.
+        prompt_chars: usize,
+    },
+    /// An Agent tool call, as the model made it.
+    Call {
+        subagent_type: String,
+        /// Bare agent name (`marshal:` prefix removed).
+        agent: String,
+        model: Option<String>,
+        tool_use_id: Option<String>,
+        /// The calling subagent's id when the call came from inside a subagent.
+        inside_subagent: Option<String>,
+        /// Whether the call belongs to a routed turn of the main agent (and so can decide it).
+        routed_turn: bool,
+    },
+    /// A routed turn closed, with its compliance outcome.
+    Outcome {
+        mode: Mode,
+        project: Option<String>,
+        recommended: String,
+        tier: Tier,
+        model: String,
+        outcome: Outcome,
+        actual: Option<String>,
+        /// Every agent the main agent called in the turn, bare names, in call order.
+        called: Vec<String>,
+        closed_by: ClosedBy,
+    },
+    /// A subagent finished.
+    SubagentStop {
+        agent_id: String,
+        agent_type: Option<String>,
+    },
+}
+
+/// What closed a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedBy {
+    /// The turn's own Stop event.
+    Stop,
+    /// A Stop for a later prompt of the same session (this turn never got its own).
+    LaterStop,
+    /// Too many turns were open in one session; the oldest was closed to bound state.
+    Overflow,
+}
+
+impl Record {
+    pub fn new(ts: String, session: String, prompt_id: Option<String>, body: RecordBody) -> Self {
+        Record {
+            v: RECORD_VERSION,
+            ts,
+            session,
+            prompt_id,
+            body,
+        }
+    }
+}
+
+/// Appends `records` to the ledger at `path`. The caller holds the store lock.
+pub fn append(path: &Path, records: &[Record]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut file = fsutil::open_append(path)?;
+    let len_before = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut buf = Vec::with_capacity(256 * records.len());
+    if len_before > 0 && !ends_with_newline(&file, len_before) {
+        buf.push(b'\n');
+    }
+    for record in records {
+        serde_json::to_writer(&mut buf, record).context("could not encode a ledger record")?;
+        buf.push(b'\n');
+    }
+    if let Err(err) = file.write_all(&buf) {
+        // Leave the ledger exactly as it was: no partial record after the last good one.
+        let _ = file.set_len(len_before);
+        return Err(err).with_context(|| format!("could not append to ledger {}", path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn ends_with_newline(file: &File, len: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut last = [0u8; 1];
+    file.read_at(&mut last, len - 1)
+        .is_ok_and(|n| n == 1 && last[0] == b'\n')
+}
+
+#[cfg(not(unix))]
+fn ends_with_newline(_file: &File, _len: u64) -> bool {
+    false
+}
+
+/// What a read skipped, so a report can say so.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReadStats {
+    pub records: u64,
+    /// Lines that are not a record this build understands (corrupt JSON, unknown kind).
+    pub corrupt: u64,
+    /// Records written by a newer marshal.
+    pub newer_version: u64,
+    /// An unterminated last line: a write cut short by a crash.
+    pub torn: u64,
+}
+
+/// Streams the records of a ledger, calling `visit` for each one that parses.
+pub fn read(reader: impl BufRead, mut visit: impl FnMut(Record)) -> Result<ReadStats> {
+    let mut stats = ReadStats::default();
+    let mut reader = reader;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .context("could not read ledger")?;
+        if n == 0 {
+            return Ok(stats);
+        }
+        if line.last() != Some(&b'\n') {
+            stats.torn += 1;
+            return Ok(stats);
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Record>(&line) {
+            Ok(record) if record.v > RECORD_VERSION => stats.newer_version += 1,
+            Ok(record) => {
+                stats.records += 1;
+                visit(record);
+            }
+            Err(_) => stats.corrupt += 1,
+        }
+    }
+}
+
+/// Reads a whole ledger file into memory (tests and small tools; reports stream instead).
+pub fn read_file(path: &Path) -> Result<(Vec<Record>, ReadStats)> {
+    let file =
+        File::open(path).with_context(|| format!("could not open ledger {}", path.display()))?;
+    let mut records = Vec::new();
+    let stats = read(std::io::BufReader::new(file), |r| records.push(r))?;
+    Ok((records, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stop_record(agent: &str) -> Record {
+        Record::new(
+            "2026-11-21T05:00:00.000Z".into(),
+            "s1".into(),
+            Some("p1".into()),
+            RecordBody::SubagentStop {
+                agent_id: "a1".into(),
+                agent_type: Some(agent.into()),
+            },
+        )
+    }
+
+    #[test]
+    fn append_then_read_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(LEDGER_FILE);
+        append(&path, &[stop_record("x"), stop_record("y")]).unwrap();
+        append(&path, &[stop_record("z")]).unwrap();
+        let (records, stats) = read_file(&path).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(
+            stats,
+            ReadStats {
+                records: 3,
+                ..Default::default()
+            }
+        );
+        assert_eq!(records[2], stop_record("z"));
+        let first_line = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(first_line.starts_with(r#"{"v":1,"ts":"#), "{first_line}");
+        assert!(
+            first_line.contains(r#""kind":"subagent_stop""#),
+            "{first_line}"
+        );
+    }
+
+    #[test]
+    fn torn_last_line_is_skipped_and_the_next_append_starts_fresh() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(LEDGER_FILE);
+        append(&path, &[stop_record("before")]).unwrap();
+        let mut file = fsutil::open_append(&path).unwrap();
+        file.write_all(br#"{"v":1,"ts":"2026-11-21T05:00:00Z","sess"#)
+            .unwrap();
+        let (_, stats) = read_file(&path).unwrap();
+        assert_eq!((stats.records, stats.torn), (1, 1));
+
+        append(&path, &[stop_record("after")]).unwrap();
+        let (records, stats) = read_file(&path).unwrap();
+        assert_eq!(records, vec![stop_record("before"), stop_record("after")]);
+        assert_eq!((stats.corrupt, stats.torn), (1, 0));
+    }
+
+    #[test]
+    fn corrupt_and_newer_lines_are_counted_not_fatal() {
+        let text = format!(
+            "garbage\n{}\n{}\n\n\u{0}\u{ff}\n",
+            serde_json::to_string(&stop_record("ok")).unwrap(),
+            serde_json::to_string(&stop_record("future"))
+                .unwrap()
+                .replace(r#""v":1"#, r#""v":99"#),
+        );
+        let mut seen = Vec::new();
+        let stats = read(text.as_bytes(), |r| seen.push(r)).unwrap();
+        assert_eq!(seen, vec![stop_record("ok")]);
+        assert_eq!(
+            stats,
+            ReadStats {
+                records: 1,
+                corrupt: 2,
+                newer_version: 1,
+                torn: 0
+            }
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! marshal's domain: hook events, routing, context detection, the ledger and compliance.
+//!
+//! The hook binaries in the `marshal` crate are thin: they read stdin, call into [`hook`], and
+//! print what it returns. Everything that decides something lives here as a pure function.
+
+pub mod agents;
+pub mod compliance;
+pub mod event;
+pub mod fsutil;
+pub mod hook;
+pub mod ledger;
+pub mod lock;
+pub mod log;
+pub mod mode;
+pub mod paths;
+pub mod routing;
+pub mod session;
+pub mod store;
+pub mod turns;
+pub mod wire;
+
+/// The plugin's name, as Claude Code knows it: plugin agents are addressed as `marshal:<agent>`.
+pub const PLUGIN_NAME: &str = "marshal";

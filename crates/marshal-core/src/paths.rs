@@ -1,0 +1,106 @@
+//! Where marshal keeps its files, and how untrusted ids become safe file names.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// The environment facts that decide where state lives; read once, passed around.
+#[derive(Debug, Clone, Default)]
+pub struct StateDirEnv {
+    pub marshal_state_dir: Option<OsString>,
+    pub claude_plugin_data: Option<OsString>,
+    pub home: Option<OsString>,
+}
+
+impl StateDirEnv {
+    pub fn from_process() -> Self {
+        StateDirEnv {
+            marshal_state_dir: std::env::var_os("MARSHAL_STATE_DIR"),
+            claude_plugin_data: std::env::var_os("CLAUDE_PLUGIN_DATA"),
+            home: std::env::var_os("HOME"),
+        }
+    }
+}
+
+/// The state directory: `MARSHAL_STATE_DIR`, else `CLAUDE_PLUGIN_DATA`, else `~/.claude/marshal`.
+/// Empty values count as unset. `None` when not even `HOME` is known.
+pub fn state_dir(env: &StateDirEnv) -> Option<PathBuf> {
+    let non_empty = |v: &Option<OsString>| v.as_ref().filter(|s| !s.is_empty()).map(PathBuf::from);
+    non_empty(&env.marshal_state_dir)
+        .or_else(|| non_empty(&env.claude_plugin_data))
+        .or_else(|| non_empty(&env.home).map(|h| h.join(".claude").join("marshal")))
+}
+
+/// Turns an id that came from outside (a session id, say) into a file-name stem that can never
+/// leave its directory: plain ids are kept readable, anything else is replaced by a hash.
+pub fn safe_file_stem(id: &str) -> String {
+    let plain = !id.is_empty()
+        && id.len() <= 96
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if plain {
+        id.to_string()
+    } else {
+        format!("h{:016x}", fnv1a(id.as_bytes()))
+    }
+}
+
+/// FNV-1a: a tiny stable hash; collisions only merge two hostile ids' session files.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(state: Option<&str>, data: Option<&str>, home: Option<&str>) -> StateDirEnv {
+        StateDirEnv {
+            marshal_state_dir: state.map(Into::into),
+            claude_plugin_data: data.map(Into::into),
+            home: home.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn state_dir_precedence() {
+        assert_eq!(
+            state_dir(&env(Some("/s"), Some("/d"), Some("/h"))),
+            Some("/s".into())
+        );
+        assert_eq!(
+            state_dir(&env(None, Some("/d"), Some("/h"))),
+            Some("/d".into())
+        );
+        assert_eq!(
+            state_dir(&env(Some(""), Some(""), Some("/h"))),
+            Some("/h/.claude/marshal".into())
+        );
+        assert_eq!(state_dir(&env(None, None, None)), None);
+    }
+
+    #[test]
+    fn safe_file_stem_keeps_uuids_and_hashes_the_rest() {
+        let uuid = "71067479-796b-472a-9867-6e6c555b3315";
+        assert_eq!(safe_file_stem(uuid), uuid);
+        for hostile in [
+            "../../etc/passwd",
+            "a/b",
+            "..",
+            ".hidden",
+            "a\0b",
+            "x\ny",
+            "",
+        ] {
+            let stem = safe_file_stem(hostile);
+            assert!(
+                stem.starts_with('h') && stem.len() == 17,
+                "{hostile:?} -> {stem}"
+            );
+        }
+        assert_ne!(safe_file_stem("a/b"), safe_file_stem("a/c"));
+    }
+}

@@ -1,0 +1,160 @@
+//! The exact JSON Claude Code exchanges with hooks (verified on 2.1.329; see the contract notes).
+//!
+//! Every field is optional and unknown fields are ignored, so a newer Claude Code that adds or
+//! drops a field cannot break parsing. Domain code never sees these types: see [`crate::event`].
+
+use serde::{Deserialize, Serialize};
+
+/// One hook event as it arrives on stdin. Fields of all events we handle, flattened.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct HookInput {
+    pub hook_event_name: Option<String>,
+    pub session_id: Option<String>,
+    pub cwd: Option<String>,
+    pub prompt_id: Option<String>,
+    /// UserPromptSubmit.
+    pub prompt: Option<String>,
+    /// PreToolUse.
+    pub tool_name: Option<String>,
+    pub tool_input: Option<serde_json::Value>,
+    pub tool_use_id: Option<String>,
+    /// Present on every event fired inside a subagent: the reliable "this is a subagent" signal.
+    pub agent_id: Option<String>,
+    pub agent_type: Option<String>,
+    /// Stop and SubagentStop.
+    pub stop_hook_active: Option<bool>,
+}
+
+/// What a UserPromptSubmit hook prints to add context for the model.
+#[derive(Debug, Serialize)]
+pub struct AdditionalContextOutput<'a> {
+    #[serde(rename = "hookSpecificOutput")]
+    pub hook_specific_output: AdditionalContext<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdditionalContext<'a> {
+    #[serde(rename = "hookEventName")]
+    pub hook_event_name: &'a str,
+    #[serde(rename = "additionalContext")]
+    pub additional_context: &'a str,
+}
+
+impl<'a> AdditionalContextOutput<'a> {
+    pub fn user_prompt_submit(text: &'a str) -> Self {
+        AdditionalContextOutput {
+            hook_specific_output: AdditionalContext {
+                hook_event_name: "UserPromptSubmit",
+                additional_context: text,
+            },
+        }
+    }
+}
+
+/// Parses a hook event. JavaScript may emit lone UTF-16 surrogates (`"\ud83d"`), which strict
+/// JSON parsers reject; rather than lose the event, those escapes are replaced by U+FFFD.
+pub fn parse_hook_input(bytes: &[u8]) -> serde_json::Result<HookInput> {
+    match serde_json::from_slice(bytes) {
+        Ok(input) => Ok(input),
+        Err(first_error) => match replace_lone_surrogates(bytes) {
+            Some(repaired) => serde_json::from_slice(&repaired),
+            None => Err(first_error),
+        },
+    }
+}
+
+/// Rewrites `\uD800`-`\uDFFF` escapes that are not part of a valid pair into `\uFFFD`.
+/// Returns `None` when there was nothing to replace.
+fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 1 < bytes.len() {
+            if bytes[i + 1] == b'u' {
+                if let Some(unit) = hex_unit(bytes, i + 2) {
+                    let is_high = (0xD800..0xDC00).contains(&unit);
+                    let is_low = (0xDC00..0xE000).contains(&unit);
+                    let pairs_with_next = is_high
+                        && bytes.get(i + 6) == Some(&b'\\')
+                        && bytes.get(i + 7) == Some(&b'u')
+                        && hex_unit(bytes, i + 8).is_some_and(|n| (0xDC00..0xE000).contains(&n));
+                    if pairs_with_next {
+                        out.extend_from_slice(&bytes[i..i + 12]);
+                        i += 12;
+                        continue;
+                    }
+                    if is_high || is_low {
+                        out.extend_from_slice(b"\\uFFFD");
+                        changed = true;
+                        i += 6;
+                        continue;
+                    }
+                }
+            }
+            // Any other escape: copy both bytes so an escaped backslash is never re-read.
+            out.extend_from_slice(&bytes[i..i + 2]);
+            i += 2;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    changed.then_some(out)
+}
+
+fn hex_unit(bytes: &[u8], at: usize) -> Option<u32> {
+    let digits = bytes.get(at..at + 4)?;
+    let text = std::str::from_utf8(digits).ok()?;
+    u32::from_str_radix(text, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_real_user_prompt_submit_payload() {
+        let raw = br#"{"session_id":"71067479-796b-472a-9867-6e6c555b3315","transcript_path":"/t.jsonl","cwd":"/tmp/proj","prompt_id":"afd1254e","permission_mode":"default","hook_event_name":"UserPromptSubmit","prompt":"rename foo"}"#;
+        let input = parse_hook_input(raw).unwrap();
+        assert_eq!(input.hook_event_name.as_deref(), Some("UserPromptSubmit"));
+        assert_eq!(input.prompt.as_deref(), Some("rename foo"));
+        assert_eq!(input.prompt_id.as_deref(), Some("afd1254e"));
+    }
+
+    #[test]
+    fn tolerates_nulls_and_unknown_fields() {
+        let raw = br#"{"hook_event_name":"Stop","session_id":null,"brand_new_field":[1,2],"stop_hook_active":false}"#;
+        let input = parse_hook_input(raw).unwrap();
+        assert_eq!(input.session_id, None);
+        assert_eq!(input.stop_hook_active, Some(false));
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let raw =
+            br#"{"hook_event_name":"UserPromptSubmit","prompt":"a\ud83d b \ud83d\ude00 c\\ud83d"}"#;
+        let input = parse_hook_input(raw).unwrap();
+        assert_eq!(
+            input.prompt.as_deref(),
+            Some("a\u{FFFD} b \u{1F600} c\\ud83d")
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(parse_hook_input(b"not json").is_err());
+        assert!(parse_hook_input(b"").is_err());
+    }
+
+    #[test]
+    fn additional_context_output_matches_claude_code_schema() {
+        let json =
+            serde_json::to_string(&AdditionalContextOutput::user_prompt_submit("hi")).unwrap();
+        assert_eq!(
+            json,
+            r#"{"hookSpecificOutput":{"hookEventName":"UserPromptSubmit","additionalContext":"hi"}}"#
+        );
+    }
+}

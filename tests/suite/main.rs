@@ -1,0 +1,4 @@
+//! marshal's one integration-test binary: hook binaries as processes, and the real Claude Code
+//! CLI end to end against a scripted fake Messages API server.
+
+mod support;
