@@ -1,4 +1,6 @@
 //! marshal's one integration-test binary: hook binaries as processes, and the real Claude Code
 //! CLI end to end against a scripted fake Messages API server.
 
+mod e2e;
+mod hooks;
 mod support;

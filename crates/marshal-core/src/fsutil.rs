@@ -24,9 +24,11 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("could not create state directory {}", dir.display()))
 }
 
-/// Opens `path` for appending, creating it with mode 0600.
+/// Opens `path` for appending (and reading, so a writer can check how the file ends),
+/// creating it with mode 0600.
 pub fn open_append(path: &Path) -> Result<File> {
     private_options()
+        .read(true)
         .append(true)
         .create(true)
         .open(path)

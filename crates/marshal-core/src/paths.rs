@@ -1,7 +1,7 @@
 //! Where marshal keeps its files, and how untrusted ids become safe file names.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The environment facts that decide where state lives; read once, passed around.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +28,32 @@ pub fn state_dir(env: &StateDirEnv) -> Option<PathBuf> {
     non_empty(&env.marshal_state_dir)
         .or_else(|| non_empty(&env.claude_plugin_data))
         .or_else(|| non_empty(&env.home).map(|h| h.join(".claude").join("marshal")))
+}
+
+/// Where the installed plugin keeps its data: Claude Code's `CLAUDE_PLUGIN_DATA` for the
+/// `marshal` plugin from the `marshal` marketplace.
+pub fn installed_plugin_data_dir(home: &Path) -> PathBuf {
+    home.join(".claude")
+        .join("plugins")
+        .join("data")
+        .join("marshal-marshal")
+}
+
+/// The state directory as the `marshal` command sees it. A shell has no `CLAUDE_PLUGIN_DATA`,
+/// so after the two variables it looks for the installed plugin's data directory before
+/// falling back to `~/.claude/marshal`.
+pub fn state_dir_for_cli(env: &StateDirEnv) -> Option<PathBuf> {
+    let set = |v: &Option<OsString>| v.as_ref().is_some_and(|s| !s.is_empty());
+    if set(&env.marshal_state_dir) || set(&env.claude_plugin_data) {
+        return state_dir(env);
+    }
+    let home = PathBuf::from(env.home.as_ref().filter(|h| !h.is_empty())?);
+    let installed = installed_plugin_data_dir(&home);
+    if installed.is_dir() {
+        Some(installed)
+    } else {
+        state_dir(env)
+    }
 }
 
 /// Turns an id that came from outside (a session id, say) into a file-name stem that can never
@@ -80,6 +106,26 @@ mod tests {
             Some("/h/.claude/marshal".into())
         );
         assert_eq!(state_dir(&env(None, None, None)), None);
+    }
+
+    #[test]
+    fn cli_prefers_the_installed_plugin_data_dir_when_no_variable_is_set() {
+        let home = tempfile::tempdir().unwrap();
+        let home_str = home.path().to_str().unwrap();
+        let fallback = home.path().join(".claude/marshal");
+        assert_eq!(
+            state_dir_for_cli(&env(None, None, Some(home_str))),
+            Some(fallback)
+        );
+        std::fs::create_dir_all(installed_plugin_data_dir(home.path())).unwrap();
+        assert_eq!(
+            state_dir_for_cli(&env(None, None, Some(home_str))),
+            Some(installed_plugin_data_dir(home.path()))
+        );
+        assert_eq!(
+            state_dir_for_cli(&env(Some("/s"), None, Some(home_str))),
+            Some("/s".into())
+        );
     }
 
     #[test]

@@ -41,8 +41,12 @@ pub fn handle(
         Event::Prompt { key, prompt } => match routing::route(&prompt) {
             Decision::Abstain(_) => Ok((HookResponse::Silent, Vec::new())),
             Decision::Route(rec) => {
-                let warnings =
-                    open_turn(store, &key, &rec, mode.mode, prompt.chars().count(), now)?;
+                // The directive helps even when the turn cannot be recorded: inject it anyway.
+                let chars = prompt.chars().count();
+                let warnings = match open_turn(store, &key, &rec, mode.mode, chars, now) {
+                    Ok(warnings) => warnings,
+                    Err(err) => vec![format!("turn not recorded: {err:#}")],
+                };
                 Ok((
                     HookResponse::AdditionalContext(routing::directive_text(&rec)),
                     warnings,

@@ -126,7 +126,7 @@ fn abstain_text(reason: routing::AbstainReason) -> &'static str {
 }
 
 fn print_paths() -> Result<()> {
-    let dir = paths::state_dir(&StateDirEnv::from_process())
+    let dir = paths::state_dir_for_cli(&StateDirEnv::from_process())
         .context("no state directory: set MARSHAL_STATE_DIR or HOME")?;
     let store = Store::new(dir);
     write_stdout(&format!(

@@ -1,0 +1,243 @@
+//! End to end: the real Claude Code CLI, marshal installed by install.sh, a scripted model.
+//!
+//! Every assertion is on what the user or the model would see: what the server received, what
+//! `claude -p` printed, and what the ledger holds.
+
+use crate::support::claude::{
+    scripted_api, MainModel, Sandbox, MAIN_DIRECT_ANSWER, SUBAGENT_ANSWER,
+};
+use crate::support::of_kind;
+
+const CHORE: &str = "rename the helper parse_cfg to parse_config in utils.py";
+const DIRECTIVE_FOR_CHORE: &str = "subagent_type: \"marshal:haiku-general\"";
+
+fn main_requests(
+    api: &crate::support::fake_api::FakeApi,
+) -> Vec<crate::support::fake_api::ApiRequest> {
+    api.requests()
+        .into_iter()
+        .filter(|r| !r.is_subagent())
+        .collect()
+}
+
+#[test]
+fn followed_directive_reaches_the_model_and_the_routed_agent_runs_on_haiku() {
+    let sandbox = Sandbox::installed();
+    let api = scripted_api(MainModel::CallsAgent("marshal:haiku-general".into()));
+    let result = sandbox.claude_p(&api, CHORE, &[]).result();
+
+    // The directive reached the main model, naming the exact subagent_type.
+    let first = &main_requests(&api)[0];
+    let text = first.message_text();
+    assert!(
+        text.contains("UserPromptSubmit hook additional context: marshal routing"),
+        "{text}"
+    );
+    assert!(text.contains(DIRECTIVE_FOR_CHORE), "{text}");
+
+    // The recommended agent really ran, on the haiku model from its front matter.
+    let subagent_models: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.is_subagent())
+        .map(|r| r.model().to_string())
+        .collect();
+    assert_eq!(subagent_models, vec!["claude-haiku-5-5".to_string()]);
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.message_text().contains(SUBAGENT_ANSWER)),
+        "the subagent's answer reached the main model"
+    );
+
+    // The ledger: one route, one call, one outcome: followed.
+    let ledger = sandbox.ledger();
+    let routes = of_kind(&ledger, "route");
+    assert_eq!(routes.len(), 1, "{ledger:#?}");
+    assert_eq!(routes[0]["agent"], "haiku-general");
+    assert_eq!(routes[0]["tier"], "weak");
+    assert_eq!(routes[0]["session"], result["session_id"]);
+    let calls = of_kind(&ledger, "call");
+    assert_eq!(calls.len(), 1, "{ledger:#?}");
+    assert_eq!(calls[0]["subagent_type"], "marshal:haiku-general");
+    assert_eq!(calls[0]["routed_turn"], true);
+    let outcomes = of_kind(&ledger, "outcome");
+    assert_eq!(outcomes.len(), 1, "{ledger:#?}");
+    assert_eq!(outcomes[0]["outcome"], "followed");
+    assert_eq!(outcomes[0]["actual"], "haiku-general");
+    assert_eq!(outcomes[0]["prompt_id"], routes[0]["prompt_id"]);
+    assert!(
+        sandbox.log().is_empty(),
+        "unexpected log lines: {}",
+        sandbox.log()
+    );
+}
+
+#[test]
+fn the_task_notification_turn_is_neither_routed_nor_counted() {
+    let sandbox = Sandbox::installed();
+    let api = scripted_api(MainModel::CallsAgent("marshal:haiku-general".into()));
+    sandbox.claude_p(&api, CHORE, &[]).result();
+
+    // The background agent's completion started a second main turn...
+    let notification_turns: Vec<_> = main_requests(&api)
+        .into_iter()
+        .filter(|r| r.last_user_text().contains("<task-notification>"))
+        .collect();
+    assert!(
+        !notification_turns.is_empty(),
+        "no task-notification turn happened"
+    );
+    // ...which carried no directive of its own...
+    for request in &notification_turns {
+        assert!(!request.last_user_text().contains("marshal routing"));
+    }
+    // ...and the ledger still holds exactly one routed turn and one outcome.
+    let ledger = sandbox.ledger();
+    assert_eq!(of_kind(&ledger, "route").len(), 1, "{ledger:#?}");
+    assert_eq!(of_kind(&ledger, "outcome").len(), 1, "{ledger:#?}");
+    assert!(
+        !sandbox
+            .state_dir()
+            .join("sessions")
+            .read_dir()
+            .unwrap()
+            .any(|_| true),
+        "no turn left open"
+    );
+}
+
+#[test]
+fn calling_another_agent_is_recorded_as_deviated_with_the_actual_agent() {
+    let sandbox = Sandbox::installed();
+    let api = scripted_api(MainModel::CallsAgent("general-purpose".into()));
+    sandbox.claude_p(&api, CHORE, &[]).result();
+    // The other agent really ran: general-purpose inherits the main model.
+    let subagent_models: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.is_subagent())
+        .map(|r| r.model().to_string())
+        .collect();
+    assert_eq!(subagent_models, vec!["claude-opus-5-5".to_string()]);
+
+    let ledger = sandbox.ledger();
+    let outcomes = of_kind(&ledger, "outcome");
+    assert_eq!(outcomes.len(), 1, "{ledger:#?}");
+    assert_eq!(outcomes[0]["outcome"], "deviated");
+    assert_eq!(outcomes[0]["recommended"], "haiku-general");
+    assert_eq!(outcomes[0]["actual"], "general-purpose");
+}
+
+#[test]
+fn answering_directly_is_recorded_as_ignored() {
+    let sandbox = Sandbox::installed();
+    let api = scripted_api(MainModel::Answers);
+    let result = sandbox.claude_p(&api, CHORE, &[]).result();
+    assert_eq!(result["result"], MAIN_DIRECT_ANSWER);
+    assert!(main_requests(&api)[0]
+        .message_text()
+        .contains(DIRECTIVE_FOR_CHORE));
+
+    let ledger = sandbox.ledger();
+    let outcomes = of_kind(&ledger, "outcome");
+    assert_eq!(outcomes.len(), 1, "{ledger:#?}");
+    assert_eq!(outcomes[0]["outcome"], "ignored");
+    assert_eq!(outcomes[0]["actual"], serde_json::Value::Null);
+    assert!(of_kind(&ledger, "call").is_empty());
+}
+
+#[test]
+fn a_hard_request_is_routed_to_the_strong_tier() {
+    let sandbox = Sandbox::installed();
+    let api = scripted_api(MainModel::CallsAgent("marshal:opus-general".into()));
+    sandbox
+        .claude_p(
+            &api,
+            "find the root cause of the deadlock in our distributed job scheduler",
+            &[],
+        )
+        .result();
+    assert!(main_requests(&api)[0]
+        .message_text()
+        .contains("subagent_type: \"marshal:opus-general\""));
+    let subagent_models: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.is_subagent())
+        .map(|r| r.model().to_string())
+        .collect();
+    assert_eq!(subagent_models, vec!["claude-opus-5-5".to_string()]);
+    let ledger = sandbox.ledger();
+    assert_eq!(of_kind(&ledger, "outcome")[0]["outcome"], "followed");
+    assert_eq!(of_kind(&ledger, "route")[0]["tier"], "strong");
+}
+
+#[test]
+fn chit_chat_gets_no_directive_and_no_record() {
+    let sandbox = Sandbox::installed();
+    let api = scripted_api(MainModel::Answers);
+    sandbox.claude_p(&api, "thanks, that works!", &[]).result();
+    assert!(!main_requests(&api)[0]
+        .message_text()
+        .contains("marshal routing"));
+    assert!(sandbox.ledger().is_empty(), "{:#?}", sandbox.ledger());
+}
+
+#[test]
+fn marshal_mode_off_injects_nothing_and_records_nothing() {
+    let sandbox = Sandbox::installed();
+    let api = scripted_api(MainModel::CallsAgent("marshal:haiku-general".into()));
+    sandbox
+        .claude_p(&api, CHORE, &[("MARSHAL_MODE", "off")])
+        .result();
+    assert!(
+        api.requests().len() >= 2,
+        "the session ran: {} requests",
+        api.requests().len()
+    );
+    for request in api.requests() {
+        assert!(!request.message_text().contains("marshal routing"));
+    }
+    assert!(
+        !sandbox.state_dir().join("ledger.jsonl").exists(),
+        "{:#?}",
+        sandbox.ledger()
+    );
+}
+
+#[test]
+fn uninstall_removes_the_plugin_from_claude_code() {
+    let sandbox = Sandbox::installed();
+    let out = sandbox.install_sh(&["--uninstall"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!sandbox.plugin.join("bin").exists());
+    let settings =
+        std::fs::read_to_string(sandbox.home.join(".claude/settings.json")).unwrap_or_default();
+    assert!(
+        !settings.contains("\"marshal@marshal\": true"),
+        "{settings}"
+    );
+
+    // And the hooks are gone: a session gets no directive.
+    let api = scripted_api(MainModel::Answers);
+    sandbox.claude_p(&api, CHORE, &[]).result();
+    assert!(!main_requests(&api)[0]
+        .message_text()
+        .contains("marshal routing"));
+
+    // Installing again after an uninstall works (idempotent both ways).
+    let again = sandbox.install_sh(&[
+        "--binaries",
+        crate::support::built_binaries_dir().to_str().unwrap(),
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

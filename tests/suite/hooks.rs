@@ -1,0 +1,389 @@
+//! The hook binaries as Claude Code runs them: event JSON on stdin, a state dir from the
+//! environment, and whatever they print on stdout.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::{json, Value};
+
+use crate::support::{of_kind, read_jsonl};
+
+const HOOKS: [&str; 3] = ["marshal-prompt", "marshal-pretool", "marshal-stop"];
+
+struct State {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl State {
+    fn new() -> State {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        State { _tmp: tmp, dir }
+    }
+
+    fn hook(&self, bin: &str, stdin: impl Into<Vec<u8>>) -> assert_cmd::assert::Assert {
+        hook_in(&self.dir, bin, stdin, &[])
+    }
+
+    fn ledger(&self) -> Vec<Value> {
+        read_jsonl(&self.dir.join("ledger.jsonl"))
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("marshal.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn hook_in(
+    dir: &Path,
+    bin: &str,
+    stdin: impl Into<Vec<u8>>,
+    env: &[(&str, &str)],
+) -> assert_cmd::assert::Assert {
+    let mut command = Command::cargo_bin(bin).unwrap();
+    command
+        .env_clear()
+        .env("MARSHAL_STATE_DIR", dir)
+        .env("HOME", dir.join("home"))
+        .write_stdin(stdin.into())
+        .timeout(std::time::Duration::from_secs(30));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.assert()
+}
+
+fn prompt_event(prompt_id: &str, prompt: &str) -> String {
+    json!({"session_id":"s1","transcript_path":"/t.jsonl","cwd":"/work/project","prompt_id":prompt_id,
+        "permission_mode":"default","hook_event_name":"UserPromptSubmit","prompt":prompt})
+    .to_string()
+}
+
+fn agent_event(prompt_id: &str, subagent_type: &str) -> String {
+    json!({"session_id":"s1","cwd":"/work/project","prompt_id":prompt_id,"hook_event_name":"PreToolUse",
+        "tool_name":"Agent","tool_use_id":"toolu_1",
+        "tool_input":{"description":"d","prompt":"p","subagent_type":subagent_type}})
+    .to_string()
+}
+
+fn stop_event(prompt_id: &str) -> String {
+    json!({"session_id":"s1","cwd":"/work/project","prompt_id":prompt_id,"hook_event_name":"Stop",
+        "stop_hook_active":false,"last_assistant_message":"done","background_tasks":[]})
+    .to_string()
+}
+
+fn stdout_json(assert: &assert_cmd::assert::Assert) -> Value {
+    let stdout = &assert.get_output().stdout;
+    serde_json::from_slice(stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(stdout)))
+}
+
+#[test]
+fn prompt_hook_prints_the_directive_as_additional_context_and_records_the_route() {
+    let state = State::new();
+    let assert = state
+        .hook("marshal-prompt", prompt_event("p1", "rename foo to bar"))
+        .success();
+    let out = stdout_json(&assert);
+    assert_eq!(
+        out["hookSpecificOutput"]["hookEventName"],
+        "UserPromptSubmit"
+    );
+    let directive = out["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(
+        directive.contains("subagent_type: \"marshal:haiku-general\""),
+        "{directive}"
+    );
+    assert_eq!(
+        out.as_object().unwrap().len(),
+        1,
+        "nothing else on stdout: {out}"
+    );
+
+    let ledger = state.ledger();
+    assert_eq!(ledger.len(), 1);
+    let route = &ledger[0];
+    assert_eq!(
+        (route["v"].as_u64(), route["kind"].as_str()),
+        (Some(1), Some("route"))
+    );
+    assert_eq!(route["session"], "s1");
+    assert_eq!(route["prompt_id"], "p1");
+    assert_eq!(route["project"], "/work/project");
+    assert_eq!(route["subagent_type"], "marshal:haiku-general");
+    assert_eq!(route["prompt_chars"], 17);
+    assert!(
+        !std::fs::read_to_string(state.dir.join("ledger.jsonl"))
+            .unwrap()
+            .contains("rename foo"),
+        "the prompt text is not stored"
+    );
+}
+
+#[test]
+fn a_full_turn_through_the_three_hooks_is_followed_deviated_or_ignored() {
+    let state = State::new();
+    let cases = [
+        ("p1", Some("marshal:haiku-general"), "followed"),
+        ("p2", Some("Explore"), "deviated"),
+        ("p3", None, "ignored"),
+    ];
+    for (prompt_id, called, _) in cases {
+        state
+            .hook(
+                "marshal-prompt",
+                prompt_event(prompt_id, "fix the typo in the README"),
+            )
+            .success();
+        if let Some(agent) = called {
+            state
+                .hook("marshal-pretool", agent_event(prompt_id, agent))
+                .success()
+                .stdout("");
+        }
+        state
+            .hook("marshal-stop", stop_event(prompt_id))
+            .success()
+            .stdout("");
+    }
+    let ledger = state.ledger();
+    let outcomes: Vec<(&str, &str)> = of_kind(&ledger, "outcome")
+        .iter()
+        .map(|o| {
+            (
+                o["prompt_id"].as_str().unwrap(),
+                o["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(&str, &str)> = cases.iter().map(|(p, _, o)| (*p, *o)).collect();
+    assert_eq!(outcomes, expected);
+    assert_eq!(of_kind(&ledger, "outcome")[1]["actual"], "Explore");
+    assert!(state.log_lines().is_empty(), "{:?}", state.log_lines());
+}
+
+#[test]
+fn state_files_are_private() {
+    let state = State::new();
+    state
+        .hook("marshal-prompt", prompt_event("p1", "rename foo"))
+        .success();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state.dir), 0o700);
+    assert_eq!(mode(&state.dir.join("sessions")), 0o700);
+    assert_eq!(mode(&state.dir.join("ledger.jsonl")), 0o600);
+    assert_eq!(mode(&state.dir.join("sessions/s1.json")), 0o600);
+}
+
+#[test]
+fn garbage_on_stdin_exits_zero_prints_nothing_and_logs_one_line() {
+    for bin in HOOKS {
+        let state = State::new();
+        state
+            .hook(bin, "this is not json {")
+            .success()
+            .stdout("")
+            .stderr("");
+        let log = state.log_lines();
+        assert_eq!(log.len(), 1, "{bin}: {log:?}");
+        assert!(
+            log[0].contains(&format!(
+                "{bin}: error: could not parse the hook event on stdin"
+            )),
+            "{}",
+            log[0]
+        );
+        assert!(state.ledger().is_empty());
+    }
+}
+
+#[test]
+fn empty_stdin_and_unknown_events_are_quiet_no_ops() {
+    for bin in HOOKS {
+        let state = State::new();
+        state.hook(bin, "").success().stdout("");
+        state
+            .hook(
+                bin,
+                r#"{"hook_event_name":"SessionStart","session_id":"s1"}"#,
+            )
+            .success()
+            .stdout("");
+        state
+            .hook(
+                bin,
+                r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{}}"#,
+            )
+            .success()
+            .stdout("");
+        assert!(state.ledger().is_empty(), "{bin}");
+    }
+}
+
+#[test]
+fn an_oversized_event_is_ignored_without_buffering_it_all() {
+    let state = State::new();
+    let huge = format!(
+        r#"{{"hook_event_name":"UserPromptSubmit","prompt":"{}"}}"#,
+        "a".repeat(9 * 1024 * 1024)
+    );
+    state.hook("marshal-prompt", huge).success().stdout("");
+    assert!(
+        state.log_lines()[0].contains("larger than"),
+        "{:?}",
+        state.log_lines()
+    );
+}
+
+#[test]
+fn marshal_mode_off_prints_nothing_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    hook_in(
+        &dir,
+        "marshal-prompt",
+        prompt_event("p1", "rename foo"),
+        &[("MARSHAL_MODE", "off")],
+    )
+    .success()
+    .stdout("");
+    hook_in(
+        &dir,
+        "marshal-pretool",
+        agent_event("p1", "x"),
+        &[("MARSHAL_MODE", "off")],
+    )
+    .success()
+    .stdout("");
+    hook_in(
+        &dir,
+        "marshal-stop",
+        stop_event("p1"),
+        &[("MARSHAL_MODE", "off")],
+    )
+    .success()
+    .stdout("");
+    assert!(!dir.exists());
+}
+
+#[test]
+fn an_unwritable_state_dir_still_routes_and_never_fails_the_hook() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let dir = file.join("state"); // cannot be created, even by root
+    let assert = hook_in(
+        &dir,
+        "marshal-prompt",
+        prompt_event("p1", "rename foo"),
+        &[],
+    )
+    .success();
+    let out = stdout_json(&assert);
+    assert!(out["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap()
+        .contains("marshal:haiku-general"));
+    hook_in(&dir, "marshal-pretool", agent_event("p1", "x"), &[])
+        .success()
+        .stdout("");
+    hook_in(&dir, "marshal-stop", stop_event("p1"), &[])
+        .success()
+        .stdout("");
+}
+
+#[test]
+fn a_closed_stdout_does_not_crash_the_hook() {
+    let state = State::new();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("marshal-prompt"))
+        .env_clear()
+        .env("MARSHAL_STATE_DIR", &state.dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(writer)
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(prompt_event("p1", "rename foo").as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(of_kind(&state.ledger(), "route").len(), 1);
+}
+
+#[test]
+fn lone_surrogates_from_javascript_do_not_lose_the_event() {
+    let state = State::new();
+    let raw = r#"{"hook_event_name":"UserPromptSubmit","session_id":"s1","prompt_id":"p1","prompt":"rename \ud83d foo"}"#;
+    let assert = state.hook("marshal-prompt", raw).success();
+    assert!(stdout_json(&assert)["hookSpecificOutput"]["additionalContext"].is_string());
+    assert_eq!(of_kind(&state.ledger(), "route").len(), 1);
+}
+
+#[test]
+fn hostile_session_ids_never_leave_the_state_dir() {
+    let state = State::new();
+    let raw = json!({"hook_event_name":"UserPromptSubmit","session_id":"../../escape\n\u{0}","prompt_id":"p1","prompt":"rename foo"});
+    state.hook("marshal-prompt", raw.to_string()).success();
+    let sessions: Vec<_> = std::fs::read_dir(state.dir.join("sessions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(sessions.len(), 1);
+    assert!(
+        sessions[0].to_str().unwrap().starts_with('h'),
+        "{sessions:?}"
+    );
+    assert!(!state.dir.parent().unwrap().join("escape").exists());
+}
+
+#[test]
+fn marshal_route_explains_and_prints_stable_json() {
+    let out = Command::cargo_bin("marshal")
+        .unwrap()
+        .args(["route", "rename foo to bar"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(text.contains("agent:      haiku-general"), "{text}");
+    assert!(
+        text.contains("because:    chore keywords: rename"),
+        "{text}"
+    );
+
+    let out = Command::cargo_bin("marshal")
+        .unwrap()
+        .args(["route", "--json", "-"])
+        .write_stdin("thanks!")
+        .assert()
+        .success();
+    let json = stdout_json(&out);
+    assert_eq!(
+        (json["agent"].clone(), json["tier"].clone()),
+        (Value::Null, json!("none"))
+    );
+
+    Command::cargo_bin("marshal")
+        .unwrap()
+        .arg("--help")
+        .assert()
+        .success();
+    Command::cargo_bin("marshal")
+        .unwrap()
+        .arg("bogus")
+        .assert()
+        .failure()
+        .code(2);
+}
