@@ -161,4 +161,9 @@ health_check
 if [ "$register" = 1 ]; then
   register_plugin "$claude"
 fi
-say "marshal is installed. Start Claude Code as usual; every prompt is now routed."
+if [ "$register" = 1 ]; then
+  say "marshal is installed. Start Claude Code as usual; every prompt is now routed."
+  say "See what it recorded: $ROOT/bin/marshal paths"
+else
+  say "Binaries built and checked; Claude Code was left alone (--no-register)."
+fi

@@ -180,7 +180,7 @@ fn state_files_are_private() {
     assert_eq!(mode(&state.dir), 0o700);
     assert_eq!(mode(&state.dir.join("sessions")), 0o700);
     assert_eq!(mode(&state.dir.join("ledger.jsonl")), 0o600);
-    assert_eq!(mode(&state.dir.join("sessions/s1.json")), 0o600);
+    assert_eq!(mode(&state.dir.join("sessions/s1.jsonl")), 0o600);
 }
 
 #[test]

@@ -35,6 +35,42 @@ pub fn open_append(path: &Path) -> Result<File> {
         .with_context(|| format!("could not open {} for appending", path.display()))
 }
 
+/// Appends complete lines (`lines` ends with a newline) with one `write()`.
+///
+/// A crash can leave a torn last line, so the new lines start on a fresh line; and a failed
+/// write (a full disk) is cut back off, leaving the file exactly as it was.
+pub fn append_lines(path: &Path, lines: &[u8]) -> Result<()> {
+    let mut file = open_append(path)?;
+    let len_before = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let torn = len_before > 0 && !ends_with_newline(&file, len_before);
+    let written = if torn {
+        let mut buf = Vec::with_capacity(lines.len() + 1);
+        buf.push(b'\n');
+        buf.extend_from_slice(lines);
+        file.write_all(&buf)
+    } else {
+        file.write_all(lines)
+    };
+    if let Err(err) = written {
+        let _ = file.set_len(len_before);
+        return Err(err).with_context(|| format!("could not append to {}", path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn ends_with_newline(file: &File, len: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut last = [0u8; 1];
+    file.read_at(&mut last, len - 1)
+        .is_ok_and(|n| n == 1 && last[0] == b'\n')
+}
+
+#[cfg(not(unix))]
+fn ends_with_newline(_file: &File, _len: u64) -> bool {
+    false
+}
+
 /// Opens (creating, mode 0600) a file used only as a lock.
 pub fn open_lock_file(path: &Path) -> Result<File> {
     private_options()

@@ -1,11 +1,11 @@
 //! The ledger: append-only JSON Lines, one versioned record per line.
 //!
-//! Writers hold the store lock, start every record on a fresh line (a crash can leave a torn
-//! last line) and emit each record with one `write()`. A failed append is cut back off, so the
-//! file is left as it was. Readers skip anything that does not parse, and say how much.
+//! Writers hold the store lock and append with [`fsutil::append_lines`]: one `write()`, on a
+//! fresh line, cut back off if it fails. Readers skip anything that does not parse, and say
+//! how much.
 
 use std::fs::File;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -105,40 +105,18 @@ impl Record {
     }
 }
 
-/// Appends `records` to the ledger at `path`. The caller holds the store lock.
+/// Appends `records` to the ledger at `path`, one `write()` for all. The caller holds the
+/// store lock.
 pub fn append(path: &Path, records: &[Record]) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
-    let mut file = fsutil::open_append(path)?;
-    let len_before = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut buf = Vec::with_capacity(256 * records.len());
-    if len_before > 0 && !ends_with_newline(&file, len_before) {
-        buf.push(b'\n');
-    }
+    let mut lines = Vec::with_capacity(256 * records.len());
     for record in records {
-        serde_json::to_writer(&mut buf, record).context("could not encode a ledger record")?;
-        buf.push(b'\n');
+        serde_json::to_writer(&mut lines, record).context("could not encode a ledger record")?;
+        lines.push(b'\n');
     }
-    if let Err(err) = file.write_all(&buf) {
-        // Leave the ledger exactly as it was: no partial record after the last good one.
-        let _ = file.set_len(len_before);
-        return Err(err).with_context(|| format!("could not append to ledger {}", path.display()));
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn ends_with_newline(file: &File, len: u64) -> bool {
-    use std::os::unix::fs::FileExt;
-    let mut last = [0u8; 1];
-    file.read_at(&mut last, len - 1)
-        .is_ok_and(|n| n == 1 && last[0] == b'\n')
-}
-
-#[cfg(not(unix))]
-fn ends_with_newline(_file: &File, _len: u64) -> bool {
-    false
+    fsutil::append_lines(path, &lines)
 }
 
 /// What a read skipped, so a report can say so.
@@ -243,6 +221,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join(LEDGER_FILE);
         append(&path, &[stop_record("before")]).unwrap();
+        use std::io::Write;
         let mut file = fsutil::open_append(&path).unwrap();
         file.write_all(br#"{"v":1,"ts":"2026-11-21T05:00:00Z","sess"#)
             .unwrap();

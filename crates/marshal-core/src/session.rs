@@ -1,8 +1,12 @@
 //! Per-session state: the routed turns of one Claude Code session that have not closed yet.
 //!
-//! One small JSON file per session under `sessions/`, replaced atomically under the store lock
-//! and removed when no turn is open, so finished sessions leave nothing behind.
+//! Kept as a small append-only journal per session (`sessions/<id>.jsonl`): a turn opens with
+//! an `open` line, each Agent call adds a `call` line, and closing the session's turns empties
+//! the file. Appending to an existing file costs microseconds, where replacing a file (create
+//! a temp file, rename it over) costs a few hundred on ext4, on every prompt. The rare rewrite
+//! (more turns open than allowed) still replaces the file atomically. All under the store lock.
 
+use std::io::BufRead;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -12,15 +16,19 @@ use crate::agents::Tier;
 use crate::fsutil;
 use crate::mode::Mode;
 
-/// The session-state format this build writes; other versions are reset.
+/// The journal format this build writes; lines of another version are skipped.
 pub const SESSION_STATE_VERSION: u32 = 1;
 /// A session never keeps more open turns than this; the oldest is closed first.
 pub const MAX_OPEN_TURNS: usize = 8;
+/// A journal larger than this is not read into memory; the session starts over.
+const MAX_JOURNAL_BYTES: u64 = 1024 * 1024;
+/// Past this size, opening a turn rewrites the journal down to the turns still open (prompts
+/// re-sent with the same id leave superseded lines behind).
+pub const COMPACT_AFTER_BYTES: u64 = 16 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The open turns of a session, folded from its journal.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SessionState {
-    pub v: u32,
-    pub session: String,
     pub open_turns: Vec<OpenTurn>,
 }
 
@@ -35,86 +43,171 @@ pub struct OpenTurn {
     pub tier: Tier,
     pub model: String,
     /// `subagent_type` of every Agent call the main agent made in this turn, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<String>,
 }
 
-impl SessionState {
-    pub fn empty(session: &str) -> Self {
-        SessionState {
-            v: SESSION_STATE_VERSION,
-            session: session.to_string(),
-            open_turns: Vec::new(),
-        }
-    }
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalLine {
+    pub v: u32,
+    #[serde(flatten)]
+    pub entry: JournalEntry,
+}
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalEntry {
+    /// A routed turn began (replaces an open turn with the same prompt id).
+    Open(OpenTurn),
+    /// The main agent called an agent during the turn `prompt_id`.
+    Call {
+        prompt_id: Option<String>,
+        subagent_type: String,
+    },
+}
+
+impl SessionState {
     pub fn turn_mut(&mut self, prompt_id: Option<&str>) -> Option<&mut OpenTurn> {
         self.open_turns
             .iter_mut()
             .find(|t| t.prompt_id.as_deref() == prompt_id)
     }
-}
 
-/// What loading found, so a reset can be logged.
-pub enum Loaded {
-    Fresh(SessionState),
-    Existing(SessionState),
-    /// The file was unreadable, corrupt or of another version: started over (reason inside).
-    Reset(SessionState, String),
-}
-
-impl Loaded {
-    pub fn into_state(self) -> SessionState {
-        match self {
-            Loaded::Fresh(s) | Loaded::Existing(s) | Loaded::Reset(s, _) => s,
+    fn apply(&mut self, entry: JournalEntry) {
+        match entry {
+            JournalEntry::Open(turn) => {
+                self.open_turns.retain(|t| t.prompt_id != turn.prompt_id);
+                self.open_turns.push(turn);
+            }
+            JournalEntry::Call {
+                prompt_id,
+                subagent_type,
+            } => {
+                if let Some(turn) = self.turn_mut(prompt_id.as_deref()) {
+                    turn.calls.push(subagent_type);
+                }
+            }
         }
     }
 }
 
-pub fn load(path: &Path, session: &str) -> Loaded {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+/// A loaded session and what was wrong with its journal, if anything (worth a log line).
+pub struct Loaded {
+    pub state: SessionState,
+    pub problem: Option<String>,
+    /// Size of the journal read.
+    pub bytes: u64,
+}
+
+/// Folds the journal at `path`; a missing file is an empty session. Lines that do not parse
+/// (a torn write, another version) are skipped and reported, never fatal.
+pub fn load(path: &Path) -> Loaded {
+    let mut state = SessionState::default();
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Loaded::Fresh(SessionState::empty(session))
+            return Loaded {
+                state,
+                problem: None,
+                bytes: 0,
+            }
         }
         Err(err) => {
-            return Loaded::Reset(
-                SessionState::empty(session),
-                format!("could not read {}: {err}", path.display()),
-            )
+            let problem = Some(format!(
+                "could not read session journal {}: {err}; starting over",
+                path.display()
+            ));
+            return Loaded {
+                state,
+                problem,
+                bytes: 0,
+            };
         }
     };
-    match serde_json::from_slice::<SessionState>(&bytes) {
-        Ok(state) if state.v == SESSION_STATE_VERSION && state.session == session => {
-            Loaded::Existing(state)
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if bytes > MAX_JOURNAL_BYTES {
+        let problem = Some(format!(
+            "session journal {} is over {MAX_JOURNAL_BYTES} bytes; starting over",
+            path.display()
+        ));
+        return Loaded {
+            state,
+            problem,
+            bytes,
+        };
+    }
+    let mut skipped = 0;
+    for line in std::io::BufReader::new(file).split(b'\n') {
+        let Ok(line) = line else {
+            skipped += 1;
+            break;
+        };
+        if line.is_empty() {
+            continue;
         }
-        Ok(state) => Loaded::Reset(
-            SessionState::empty(session),
-            format!(
-                "session state {} has version {} for session {:?}; reset",
-                path.display(),
-                state.v,
-                state.session
-            ),
-        ),
-        Err(err) => Loaded::Reset(
-            SessionState::empty(session),
-            format!("session state {} is corrupt ({err}); reset", path.display()),
-        ),
+        match serde_json::from_slice::<JournalLine>(&line) {
+            Ok(parsed) if parsed.v == SESSION_STATE_VERSION => state.apply(parsed.entry),
+            _ => skipped += 1,
+        }
+    }
+    let problem = (skipped > 0).then(|| {
+        format!(
+            "session journal {}: skipped {skipped} unreadable line(s)",
+            path.display()
+        )
+    });
+    Loaded {
+        state,
+        problem,
+        bytes,
     }
 }
 
-/// Writes the state, or removes the file when no turn is open.
-pub fn save(path: &Path, state: &SessionState) -> Result<()> {
+/// Appends one entry to the journal.
+pub fn append(path: &Path, entry: JournalEntry) -> Result<()> {
+    let line = JournalLine {
+        v: SESSION_STATE_VERSION,
+        entry,
+    };
+    let mut bytes = serde_json::to_vec(&line).context("could not encode a session journal line")?;
+    bytes.push(b'\n');
+    fsutil::append_lines(path, &bytes)
+}
+
+/// Replaces the journal with exactly `state`'s open turns (atomically), or empties it.
+pub fn rewrite(path: &Path, state: &SessionState) -> Result<()> {
     if state.open_turns.is_empty() {
-        return match std::fs::remove_file(path) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                Err(err).with_context(|| format!("could not remove {}", path.display()))
-            }
-            _ => Ok(()),
-        };
+        return clear(path);
     }
-    let bytes = serde_json::to_vec(state).context("could not encode session state")?;
+    let mut bytes = Vec::new();
+    for turn in &state.open_turns {
+        let line = JournalLine {
+            v: SESSION_STATE_VERSION,
+            entry: JournalEntry::Open(turn.clone()),
+        };
+        serde_json::to_writer(&mut bytes, &line)
+            .context("could not encode a session journal line")?;
+        bytes.push(b'\n');
+    }
     fsutil::write_atomic(path, &bytes)
+}
+
+/// Empties the journal: no turn is open. The empty file is kept, so the session's next prompt
+/// appends to it instead of creating a file.
+pub fn clear(path: &Path) -> Result<()> {
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(file) => file
+            .set_len(0)
+            .with_context(|| format!("could not empty {}", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("could not open {}", path.display())),
+    }
+}
+
+/// Whether the journal holds anything at all (a cheap check before taking the lock).
+pub fn has_entries(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
 }
 
 #[cfg(test)]
@@ -134,37 +227,68 @@ mod tests {
         }
     }
 
-    #[test]
-    fn save_load_and_remove_when_empty() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("s1.json");
-        assert!(matches!(load(&path, "s1"), Loaded::Fresh(_)));
-        let mut state = SessionState::empty("s1");
-        state.open_turns.push(turn("p1"));
-        save(&path, &state).unwrap();
-        let Loaded::Existing(mut loaded) = load(&path, "s1") else {
-            panic!("not loaded")
-        };
-        assert_eq!(loaded, state);
-        loaded
-            .turn_mut(Some("p1"))
-            .unwrap()
-            .calls
-            .push("marshal:haiku-general".into());
-        loaded.open_turns.clear();
-        save(&path, &loaded).unwrap();
-        assert!(!path.exists());
+    fn call(prompt_id: &str, agent: &str) -> JournalEntry {
+        JournalEntry::Call {
+            prompt_id: Some(prompt_id.into()),
+            subagent_type: agent.into(),
+        }
     }
 
     #[test]
-    fn corrupt_or_foreign_state_is_reset() {
+    fn journal_folds_into_open_turns_with_their_calls() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("s1.json");
-        std::fs::write(&path, b"{not json").unwrap();
-        assert!(matches!(load(&path, "s1"), Loaded::Reset(s, _) if s.open_turns.is_empty()));
-        let mut other = SessionState::empty("s2");
-        other.open_turns.push(turn("p"));
-        save(&path, &other).unwrap();
-        assert!(matches!(load(&path, "s1"), Loaded::Reset(..)));
+        let path = tmp.path().join("s1.jsonl");
+        assert_eq!(load(&path).state, SessionState::default());
+        append(&path, JournalEntry::Open(turn("p1"))).unwrap();
+        append(&path, call("p1", "marshal:haiku-general")).unwrap();
+        append(&path, call("p-unknown", "Explore")).unwrap();
+        append(&path, JournalEntry::Open(turn("p2"))).unwrap();
+        let loaded = load(&path);
+        assert!(loaded.problem.is_none());
+        let turns = loaded.state.open_turns;
+        assert_eq!(turns.len(), 2);
+        assert_eq!(turns[0].calls, vec!["marshal:haiku-general".to_string()]);
+        assert!(turns[1].calls.is_empty());
+    }
+
+    #[test]
+    fn reopening_a_prompt_id_replaces_the_turn() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s1.jsonl");
+        append(&path, JournalEntry::Open(turn("p1"))).unwrap();
+        append(&path, call("p1", "x")).unwrap();
+        append(&path, JournalEntry::Open(turn("p1"))).unwrap();
+        assert_eq!(load(&path).state.open_turns, vec![turn("p1")]);
+    }
+
+    #[test]
+    fn clear_empties_and_rewrite_replaces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s1.jsonl");
+        append(&path, JournalEntry::Open(turn("p1"))).unwrap();
+        clear(&path).unwrap();
+        assert!(path.exists() && !has_entries(&path));
+        let state = SessionState {
+            open_turns: vec![turn("p2"), turn("p3")],
+        };
+        rewrite(&path, &state).unwrap();
+        assert_eq!(load(&path).state, state);
+        clear(&tmp.path().join("missing.jsonl")).unwrap();
+    }
+
+    #[test]
+    fn torn_and_foreign_lines_are_skipped_and_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s1.jsonl");
+        append(&path, JournalEntry::Open(turn("p1"))).unwrap();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"v\":99,\"open\":{}}\ngarbage\n{\"v\":1,\"ca");
+        std::fs::write(&path, text).unwrap();
+        let loaded = load(&path);
+        assert_eq!(loaded.state.open_turns, vec![turn("p1")]);
+        assert!(loaded.problem.unwrap().contains("skipped 3"));
+        // The next append starts on a fresh line after the torn one.
+        append(&path, call("p1", "x")).unwrap();
+        assert_eq!(load(&path).state.open_turns[0].calls, vec!["x".to_string()]);
     }
 }

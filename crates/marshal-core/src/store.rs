@@ -30,11 +30,11 @@ impl Store {
         self.dir.join(LEDGER_FILE)
     }
 
-    /// The state file of a session; the id is made safe, so it never leaves `sessions/`.
+    /// The journal of a session; the id is made safe, so it never leaves `sessions/`.
     pub fn session_path(&self, session: &str) -> PathBuf {
         self.dir
             .join(SESSIONS_DIR)
-            .join(format!("{}.json", paths::safe_file_stem(session)))
+            .join(format!("{}.jsonl", paths::safe_file_stem(session)))
     }
 
     /// Takes the store's one exclusive lock (ledger and session files alike), creating the
@@ -55,7 +55,7 @@ mod tests {
         let store = Store::new("/state");
         assert_eq!(
             store.session_path("abc-1"),
-            PathBuf::from("/state/sessions/abc-1.json")
+            PathBuf::from("/state/sessions/abc-1.jsonl")
         );
         let hostile = store.session_path("../../etc/passwd");
         assert_eq!(hostile.parent(), Some(Path::new("/state/sessions")));

@@ -12,7 +12,7 @@ use crate::event::{AgentCall, Event, TurnKey};
 use crate::ledger::{self, ClosedBy, Record, RecordBody};
 use crate::mode::{Mode, ModeDecision};
 use crate::routing::{self, Decision, Recommendation};
-use crate::session::{self, Loaded, OpenTurn, SessionState, MAX_OPEN_TURNS};
+use crate::session::{self, JournalEntry, OpenTurn, SessionState, MAX_OPEN_TURNS};
 use crate::store::Store;
 
 /// What a hook tells Claude Code.
@@ -83,14 +83,13 @@ fn record(key: &TurnKey, now: &str, body: RecordBody) -> Record {
     )
 }
 
-fn load_session(store: &Store, session: &str, warnings: &mut Warnings) -> SessionState {
-    match session::load(&store.session_path(session), session) {
-        Loaded::Reset(state, why) => {
-            warnings.push(why);
-            state
-        }
-        loaded => loaded.into_state(),
-    }
+/// Loads a session's open turns. The flag asks for a clean rewrite: a journal with unreadable
+/// lines (so the problem is logged once, not on every event) or one grown past its size.
+fn load_session(store: &Store, session: &str, warnings: &mut Warnings) -> (SessionState, bool) {
+    let loaded = session::load(&store.session_path(session));
+    let rewrite = loaded.problem.is_some() || loaded.bytes > session::COMPACT_AFTER_BYTES;
+    warnings.extend(loaded.problem);
+    (loaded.state, rewrite)
 }
 
 fn open_turn(
@@ -102,11 +101,13 @@ fn open_turn(
     now: &str,
 ) -> Result<Warnings> {
     let mut warnings = Vec::new();
+    let path = store.session_path(&key.session);
     let _guard = store.lock()?;
-    let mut state = load_session(store, &key.session, &mut warnings);
+    let (mut state, needs_rewrite) = load_session(store, &key.session, &mut warnings);
     let mut records = Vec::new();
     // A repeated prompt id replaces its turn; beyond the cap the oldest turn is closed.
     state.open_turns.retain(|t| t.prompt_id != key.prompt_id);
+    let overflow = state.open_turns.len() >= MAX_OPEN_TURNS;
     while state.open_turns.len() >= MAX_OPEN_TURNS {
         let oldest = state.open_turns.remove(0);
         records.push(outcome_record(key, &oldest, ClosedBy::Overflow, now));
@@ -126,7 +127,7 @@ fn open_turn(
             prompt_chars,
         },
     ));
-    state.open_turns.push(OpenTurn {
+    let turn = OpenTurn {
         prompt_id: key.prompt_id.clone(),
         started: now.to_string(),
         mode,
@@ -135,37 +136,44 @@ fn open_turn(
         tier: rec.tier,
         model: rec.model.clone(),
         calls: Vec::new(),
-    });
+    };
     ledger::append(&store.ledger_path(), &records)?;
-    session::save(&store.session_path(&key.session), &state)?;
+    if overflow || needs_rewrite {
+        state.open_turns.push(turn);
+        session::rewrite(&path, &state)?;
+    } else {
+        session::append(&path, JournalEntry::Open(turn))?;
+    }
     Ok(warnings)
 }
 
 fn record_call(store: &Store, key: &TurnKey, call: &AgentCall, now: &str) -> Result<Warnings> {
     let mut warnings = Vec::new();
+    let path = store.session_path(&key.session);
     let _guard = store.lock()?;
-    let mut state = load_session(store, &key.session, &mut warnings);
+    let (mut state, _) = load_session(store, &key.session, &mut warnings);
     let turn = match (&call.inside_subagent, key.prompt_id.as_deref()) {
         (Some(_), _) => None,
         (None, Some(prompt_id)) => state.turn_mut(Some(prompt_id)),
         // Without a prompt id (older Claude Code) the latest open turn is the current one.
         (None, None) => state.open_turns.last_mut(),
     };
-    let routed_turn = turn.is_some();
-    if let Some(turn) = turn {
-        turn.calls.push(call.subagent_type.clone());
-    }
+    let turn_prompt_id = turn.map(|t| t.prompt_id.clone());
     let body = RecordBody::Call {
         subagent_type: call.subagent_type.clone(),
         agent: normalize_agent_name(&call.subagent_type).to_string(),
         model: call.model.clone(),
         tool_use_id: call.tool_use_id.clone(),
         inside_subagent: call.inside_subagent.clone(),
-        routed_turn,
+        routed_turn: turn_prompt_id.is_some(),
     };
     ledger::append(&store.ledger_path(), &[record(key, now, body)])?;
-    if routed_turn {
-        session::save(&store.session_path(&key.session), &state)?;
+    if let Some(prompt_id) = turn_prompt_id {
+        let entry = JournalEntry::Call {
+            prompt_id,
+            subagent_type: call.subagent_type.clone(),
+        };
+        session::append(&path, entry)?;
     }
     Ok(warnings)
 }
@@ -175,15 +183,15 @@ fn record_call(store: &Store, key: &TurnKey, call: &AgentCall, now: &str) -> Res
 fn close_turns(store: &Store, key: &TurnKey, now: &str) -> Result<Warnings> {
     let mut warnings = Vec::new();
     let path = store.session_path(&key.session);
-    if !path.exists() {
+    if !session::has_entries(&path) {
         // Nothing open (an abstained or already closed turn): no lock, no write.
         return Ok(warnings);
     }
     let _guard = store.lock()?;
-    let mut state = load_session(store, &key.session, &mut warnings);
+    let (state, _) = load_session(store, &key.session, &mut warnings);
     let records: Vec<Record> = state
         .open_turns
-        .drain(..)
+        .iter()
         .map(|turn| {
             let own = key.prompt_id.is_none() || turn.prompt_id == key.prompt_id;
             let closed_by = if own {
@@ -191,11 +199,11 @@ fn close_turns(store: &Store, key: &TurnKey, now: &str) -> Result<Warnings> {
             } else {
                 ClosedBy::LaterStop
             };
-            outcome_record(key, &turn, closed_by, now)
+            outcome_record(key, turn, closed_by, now)
         })
         .collect();
     ledger::append(&store.ledger_path(), &records)?;
-    session::save(&path, &state)?;
+    session::clear(&path)?;
     Ok(warnings)
 }
 
@@ -332,8 +340,8 @@ mod tests {
             ]
         );
         assert!(
-            !h.store.session_path("s1").exists(),
-            "closed sessions leave no state file"
+            !session::has_entries(&h.store.session_path("s1")),
+            "closed sessions leave no open turn"
         );
     }
 
@@ -417,6 +425,18 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_of_resent_prompts_is_compacted() {
+        let h = Harness::new();
+        for _ in 0..200 {
+            h.prompt("p1", "rename foo");
+        }
+        let path = h.store.session_path("s1");
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= session::COMPACT_AFTER_BYTES + 1024, "{size} bytes");
+        assert_eq!(session::load(&path).state.open_turns.len(), 1);
+    }
+
+    #[test]
     fn open_turns_are_capped() {
         let h = Harness::new();
         for i in 0..MAX_OPEN_TURNS + 2 {
@@ -427,7 +447,7 @@ mod tests {
             overflowed,
             vec![(p("p0"), ClosedBy::Overflow), (p("p1"), ClosedBy::Overflow)]
         );
-        let state = session::load(&h.store.session_path("s1"), "s1").into_state();
+        let state = session::load(&h.store.session_path("s1")).state;
         assert_eq!(state.open_turns.len(), MAX_OPEN_TURNS);
     }
 }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, unit and integration tests (including
+# the real Claude Code CLI end to end), a real ./install.sh into a throw-away HOME, and a
+# benchmark smoke run. Installs what it needs (the pinned Claude Code CLI, hyperfine) itself.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Keep build output out of the plugin folder (claude plugin install copies the folder), and pin
+# cargo's and rustup's homes before HOME is pointed elsewhere below.
+export CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}"
+export MARSHAL_CACHE_DIR="${MARSHAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/marshal}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$MARSHAL_CACHE_DIR/target}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "pinned Claude Code CLI"
+MARSHAL_TEST_CLAUDE_BIN="$(scripts/ensure-claude-code.sh)"
+export MARSHAL_TEST_CLAUDE_BIN
+"$MARSHAL_TEST_CLAUDE_BIN" --version
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+
+step "cargo test (unit, hooks as processes, real Claude Code end to end)"
+cargo test --workspace --locked
+
+step "./install.sh into a throw-away HOME (release build, registration, health check)"
+install_home="$(mktemp -d)"
+trap 'rm -rf "$install_home"' EXIT
+HOME="$install_home" CLAUDE_BIN="$MARSHAL_TEST_CLAUDE_BIN" \
+  ANTHROPIC_BASE_URL=http://127.0.0.1:9 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+  DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 DISABLE_ERROR_REPORTING=1 \
+  ./install.sh
+
+step "benchmark smoke run (numbers only; the README quotes a full run)"
+scripts/bench.sh --runs 50
