@@ -6,14 +6,23 @@
 use crate::support::claude::{
     scripted_api, MainModel, Sandbox, MAIN_DIRECT_ANSWER, SUBAGENT_ANSWER,
 };
+use crate::support::fake_api::{ApiRequest, FakeApi};
 use crate::support::of_kind;
 
 const CHORE: &str = "rename the helper parse_cfg to parse_config in utils.py";
 const DIRECTIVE_FOR_CHORE: &str = "subagent_type: \"marshal:haiku-general\"";
 
-fn main_requests(
-    api: &crate::support::fake_api::FakeApi,
-) -> Vec<crate::support::fake_api::ApiRequest> {
+/// The model of every subagent request the server received, in order.
+fn subagent_models(api: &FakeApi) -> Vec<String> {
+    api.requests()
+        .iter()
+        .filter(|r| r.is_subagent())
+        .map(|r| r.model().to_string())
+        .collect()
+}
+
+/// Every request of the main agent (not of a subagent), in order.
+fn main_requests(api: &FakeApi) -> Vec<ApiRequest> {
     api.requests()
         .into_iter()
         .filter(|r| !r.is_subagent())
@@ -36,13 +45,7 @@ fn followed_directive_reaches_the_model_and_the_routed_agent_runs_on_haiku() {
     assert!(text.contains(DIRECTIVE_FOR_CHORE), "{text}");
 
     // The recommended agent really ran, on the haiku model from its front matter.
-    let subagent_models: Vec<String> = api
-        .requests()
-        .iter()
-        .filter(|r| r.is_subagent())
-        .map(|r| r.model().to_string())
-        .collect();
-    assert_eq!(subagent_models, vec!["claude-haiku-5-5".to_string()]);
+    assert_eq!(subagent_models(&api), ["claude-haiku-5-5"]);
     assert!(
         api.requests()
             .iter()
@@ -114,13 +117,7 @@ fn calling_another_agent_is_recorded_as_deviated_with_the_actual_agent() {
     let api = scripted_api(MainModel::CallsAgent("general-purpose".into()));
     sandbox.claude_p(&api, CHORE, &[]).result();
     // The other agent really ran: general-purpose inherits the main model.
-    let subagent_models: Vec<String> = api
-        .requests()
-        .iter()
-        .filter(|r| r.is_subagent())
-        .map(|r| r.model().to_string())
-        .collect();
-    assert_eq!(subagent_models, vec!["claude-opus-5-5".to_string()]);
+    assert_eq!(subagent_models(&api), ["claude-opus-5-5"]);
 
     let ledger = sandbox.ledger();
     let outcomes = of_kind(&ledger, "outcome");
@@ -162,13 +159,7 @@ fn a_hard_request_is_routed_to_the_strong_tier() {
     assert!(main_requests(&api)[0]
         .message_text()
         .contains("subagent_type: \"marshal:opus-general\""));
-    let subagent_models: Vec<String> = api
-        .requests()
-        .iter()
-        .filter(|r| r.is_subagent())
-        .map(|r| r.model().to_string())
-        .collect();
-    assert_eq!(subagent_models, vec!["claude-opus-5-5".to_string()]);
+    assert_eq!(subagent_models(&api), ["claude-opus-5-5"]);
     let ledger = sandbox.ledger();
     assert_eq!(of_kind(&ledger, "outcome")[0]["outcome"], "followed");
     assert_eq!(of_kind(&ledger, "route")[0]["tier"], "strong");
