@@ -4,8 +4,6 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${MARSHAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/marshal}"
-HYPERFINE_VERSION="1.20.0"
 runs=300
 bin_dir="$ROOT/bin"
 
@@ -35,20 +33,7 @@ for name in marshal-prompt marshal-pretool marshal-stop; do
   [ -x "$bin_dir/$name" ] || { echo "bench: $bin_dir/$name is missing; run ./install.sh (or --no-register) first" >&2; exit 1; }
 done
 
-# hyperfine 1.16+ has --input; Debian 12 ships 1.15, so fall back to a pinned build from crates.io.
-find_hyperfine() {
-  local candidate
-  for candidate in "$(command -v hyperfine || true)" "$CACHE/tools/bin/hyperfine"; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" --help 2>/dev/null | grep -q -- '--input'; then
-      printf '%s\n' "$candidate"
-      return 0
-    fi
-  done
-  echo "bench: installing hyperfine $HYPERFINE_VERSION into $CACHE/tools (once)" >&2
-  cargo install hyperfine --version "$HYPERFINE_VERSION" --locked --quiet --root "$CACHE/tools" >&2
-  printf '%s\n' "$CACHE/tools/bin/hyperfine"
-}
-hyperfine="$(find_hyperfine)"
+hyperfine="$("$ROOT/scripts/ensure-hyperfine.sh")"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod log;
 pub mod mode;
 pub mod paths;
+pub mod report;
 pub mod routing;
 pub mod session;
 pub mod store;

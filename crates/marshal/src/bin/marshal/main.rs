@@ -1,4 +1,8 @@
-//! `marshal`, the user's command line: see how a prompt would be routed and where data lives.
+//! `marshal`, the user's command line: compliance reports, how a prompt would be routed, and
+//! where data lives.
+
+mod render;
+mod report;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -31,6 +35,8 @@ enum Command {
         /// The prompt text, or - to read it from stdin.
         prompt: String,
     },
+    /// Show the compliance report: how often the model followed the routing.
+    Report(report::ReportArgs),
     /// Print where marshal keeps its ledger, session state and log.
     Paths,
 }
@@ -39,6 +45,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Route { json, prompt } => route(json, &prompt),
+        Command::Report(args) => report::run(args),
         Command::Paths => print_paths(),
     };
     match result {
@@ -137,7 +144,7 @@ fn print_paths() -> Result<()> {
     ))
 }
 
-fn write_stdout(text: &str) -> Result<()> {
+pub(crate) fn write_stdout(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

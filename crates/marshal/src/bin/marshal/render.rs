@@ -1,0 +1,636 @@
+//! Renders a compliance [`Report`] as terminal tables, JSON, CSV or a self-contained HTML page.
+//! Nothing here computes: every number comes from the report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use marshal_core::report::{Filter, Report, Tally};
+use serde_json::{json, Value};
+
+/// What the report was made from, for headers and the JSON `source` field.
+pub struct Context<'a> {
+    pub ledgers: &'a [PathBuf],
+    pub missing: &'a [PathBuf],
+    pub filter: &'a Filter,
+}
+
+/// The slices every output shows, in order: (JSON key, heading, column title, tallies).
+fn slices(
+    report: &Report,
+) -> [(
+    &'static str,
+    &'static str,
+    &'static str,
+    &BTreeMap<String, Tally>,
+); 5] {
+    [
+        ("by_mode", "By mode", "mode", &report.by_mode),
+        (
+            "by_recommended",
+            "By recommended agent",
+            "recommended",
+            &report.by_recommended,
+        ),
+        ("by_actual", "By actual agent", "actual", &report.by_actual),
+        ("by_day", "By day (UTC)", "day", &report.by_day),
+        ("by_project", "By project", "project", &report.by_project),
+    ]
+}
+
+const TOP_DEVIATIONS: usize = 10;
+
+pub fn no_ledger_message(missing: &[PathBuf]) -> String {
+    let mut out = String::from("No turns recorded yet.\n");
+    for path in missing {
+        let _ = writeln!(out, "  no ledger at {}", path.display());
+    }
+    out.push_str(
+        "marshal writes its ledger once Claude Code runs with the plugin installed (./install.sh).\n\
+         Use --ledger PATH to read a ledger from elsewhere.\n",
+    );
+    out
+}
+
+fn rate_text(tally: &Tally) -> String {
+    tally
+        .compliance_rate()
+        .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Terminal tables
+
+struct Painter {
+    color: bool,
+}
+
+impl Painter {
+    fn paint(&self, text: &str, code: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn bold(&self, text: &str) -> String {
+        self.paint(text, "1")
+    }
+
+    /// Green from 80%, yellow from 50%, red below.
+    fn rate(&self, tally: &Tally) -> String {
+        let text = rate_text(tally);
+        match tally.compliance_rate() {
+            Some(r) if r >= 0.8 => self.paint(&text, "32"),
+            Some(r) if r >= 0.5 => self.paint(&text, "33"),
+            Some(_) => self.paint(&text, "31"),
+            None => text,
+        }
+    }
+}
+
+/// Aligns columns; the first column is left-aligned, the rest right-aligned. Widths ignore
+/// colour escape codes.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let visible = |s: &str| strip_ansi(s).chars().count();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(visible(cell));
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::from("  ");
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(visible(cell));
+            if i == 0 {
+                text.push_str(cell);
+                text.push_str(&" ".repeat(pad));
+            } else {
+                text.push_str("  ");
+                text.push_str(&" ".repeat(pad));
+                text.push_str(cell);
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn tally_rows(map: &BTreeMap<String, Tally>, painter: &Painter) -> Vec<Vec<String>> {
+    map.iter()
+        .map(|(key, t)| {
+            vec![
+                key.clone(),
+                t.turns().to_string(),
+                t.followed.to_string(),
+                t.deviated.to_string(),
+                t.ignored.to_string(),
+                t.interrupted.to_string(),
+                painter.rate(t),
+            ]
+        })
+        .collect()
+}
+
+pub fn text(report: &Report, context: &Context, color: bool) -> String {
+    let painter = Painter { color };
+    let o = &report.overall;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        painter.bold(&format!(
+            "marshal compliance report: {} routed turns",
+            o.turns()
+        ))
+    );
+    let _ = writeln!(out, "{}", source_line(context));
+    if o.turns() + o.interrupted == 0 {
+        out.push_str("\nNo routed turns match.\n");
+        push_skipped(&mut out, report);
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nCompliance: {}  (followed {}, deviated {}, ignored {}; {} interrupted, not counted)",
+        painter.rate(o),
+        o.followed,
+        o.deviated,
+        o.ignored,
+        o.interrupted
+    );
+    let headers = [
+        "",
+        "turns",
+        "followed",
+        "deviated",
+        "ignored",
+        "interrupted",
+        "rate",
+    ];
+    for (_, heading, column, map) in slices(report) {
+        let _ = writeln!(out, "\n{}", painter.bold(heading));
+        let mut h = headers;
+        h[0] = column;
+        out.push_str(&table(&h, &tally_rows(map, &painter)));
+    }
+    out.push_str(&format!(
+        "\n{}\n",
+        painter.bold("Recommended (rows) by actual agent (columns)")
+    ));
+    out.push_str(&matrix_table(report));
+    out.push_str(&format!("\n{}\n", painter.bold("Tier distribution")));
+    let tier_total: u64 = report.tiers.values().sum();
+    let tier_rows: Vec<Vec<String>> = report
+        .tiers
+        .iter()
+        .map(|(tier, n)| {
+            vec![
+                tier.clone(),
+                n.to_string(),
+                format!("{:.1}%", percent(*n, tier_total)),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["tier", "turns", "share"], &tier_rows));
+    let deviations = report.top_deviations(TOP_DEVIATIONS);
+    out.push_str(&format!("\n{}\n", painter.bold("Most common deviations")));
+    if deviations.is_empty() {
+        out.push_str("  none\n");
+    } else {
+        let rows: Vec<Vec<String>> = deviations
+            .iter()
+            .map(|(recommended, actual, n)| {
+                vec![format!("{recommended} -> {actual}"), n.to_string()]
+            })
+            .collect();
+        out.push_str(&table(&["recommended -> actual", "turns"], &rows));
+    }
+    push_skipped(&mut out, report);
+    out
+}
+
+fn percent(n: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        n as f64 * 100.0 / total as f64
+    }
+}
+
+fn source_line(context: &Context) -> String {
+    let read: Vec<String> = context
+        .ledgers
+        .iter()
+        .filter(|p| !context.missing.contains(p))
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut line = format!("ledger: {}", read.join(", "));
+    for path in context.missing {
+        let _ = write!(line, " (not found: {})", path.display());
+    }
+    let f = context.filter;
+    let mut parts = Vec::new();
+    if let Some(since) = f.since {
+        parts.push(format!("since {}", since.to_rfc3339()));
+    }
+    if let Some(until) = f.until {
+        parts.push(format!("until {}", until.to_rfc3339()));
+    }
+    for (name, value) in [
+        ("session", &f.session),
+        ("project", &f.project),
+        ("mode", &f.mode),
+    ] {
+        if let Some(value) = value {
+            parts.push(format!("{name} {value}"));
+        }
+    }
+    if !parts.is_empty() {
+        let _ = write!(line, "\nfilter: {}", parts.join(", "));
+    }
+    line
+}
+
+fn push_skipped(out: &mut String, report: &Report) {
+    let s = &report.skipped;
+    if s.total() > 0 {
+        let _ = writeln!(
+            out,
+            "\nSkipped {} unreadable line(s): {} corrupt, {} torn (cut short by a crash), {} from a newer marshal.",
+            s.total(),
+            s.corrupt,
+            s.torn,
+            s.newer_version
+        );
+    }
+}
+
+fn matrix_table(report: &Report) -> String {
+    let mut actuals: Vec<&str> = report.matrix.keys().map(|(_, a)| a.as_str()).collect();
+    actuals.sort_unstable();
+    actuals.dedup();
+    let recommended: Vec<&str> = report.by_recommended.keys().map(String::as_str).collect();
+    let mut headers = vec!["recommended \\ actual"];
+    headers.extend(actuals.iter().copied());
+    let rows: Vec<Vec<String>> = recommended
+        .iter()
+        .map(|r| {
+            let mut row = vec![r.to_string()];
+            row.extend(actuals.iter().map(|a| {
+                report
+                    .matrix
+                    .get(&(r.to_string(), a.to_string()))
+                    .map_or("-".to_string(), u64::to_string)
+            }));
+            row
+        })
+        .collect();
+    table(&headers, &rows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON (schema documented in the README; `schema` bumps on any incompatible change)
+
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+fn tally_json(t: &Tally) -> Value {
+    json!({
+        "turns": t.turns(),
+        "followed": t.followed,
+        "deviated": t.deviated,
+        "ignored": t.ignored,
+        "interrupted": t.interrupted,
+        "compliance_rate": t.compliance_rate(),
+    })
+}
+
+pub fn json_value(report: &Report, context: &Context) -> Value {
+    let mut root = tally_json(&report.overall);
+    let object = root.as_object_mut().expect("tally_json is an object");
+    object.insert("schema".into(), json!(JSON_SCHEMA_VERSION));
+    for (key, _, _, map) in slices(report) {
+        let slice: serde_json::Map<String, Value> = map
+            .iter()
+            .map(|(k, t)| (k.clone(), tally_json(t)))
+            .collect();
+        object.insert(key.into(), Value::Object(slice));
+    }
+    object.insert(
+        "matrix".into(),
+        report
+            .matrix
+            .iter()
+            .map(|((r, a), n)| json!({"recommended": r, "actual": a, "turns": n}))
+            .collect(),
+    );
+    object.insert("tiers".into(), json!(report.tiers));
+    object.insert(
+        "top_deviations".into(),
+        report
+            .top_deviations(TOP_DEVIATIONS)
+            .iter()
+            .map(|(r, a, n)| json!({"recommended": r, "actual": a, "turns": n}))
+            .collect(),
+    );
+    object.insert("records".into(), json!(report.records));
+    object.insert("skipped".into(), json!(report.skipped));
+    object.insert(
+        "source".into(),
+        json!({
+            "ledgers": context.ledgers,
+            "missing": context.missing,
+            "since": context.filter.since.map(|t| t.to_rfc3339()),
+            "until": context.filter.until.map(|t| t.to_rfc3339()),
+            "session": context.filter.session,
+            "project": context.filter.project,
+            "mode": context.filter.mode,
+        }),
+    );
+    root
+}
+
+pub fn json(report: &Report, context: &Context) -> Result<String> {
+    Ok(serde_json::to_string_pretty(&json_value(report, context))? + "\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+pub fn csv(report: &Report) -> String {
+    let mut out =
+        String::from("dimension,key,turns,followed,deviated,ignored,interrupted,compliance_rate\n");
+    let mut row = |dimension: &str, key: &str, t: &Tally| {
+        let rate = t
+            .compliance_rate()
+            .map_or(String::new(), |r| format!("{r:.4}"));
+        let _ = writeln!(
+            out,
+            "{dimension},{},{},{},{},{},{},{rate}",
+            csv_field(key),
+            t.turns(),
+            t.followed,
+            t.deviated,
+            t.ignored,
+            t.interrupted
+        );
+    };
+    row("overall", "all", &report.overall);
+    for (_, _, column, map) in slices(report) {
+        for (k, t) in map {
+            row(column, k, t);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML: one self-contained page, no scripts, no network; the chart is inline SVG.
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn html_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::from("<table><thead><tr>");
+    for h in headers {
+        let _ = write!(out, "<th>{}</th>", escape_html(h));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for row in rows {
+        out.push_str("<tr>");
+        for cell in row {
+            let _ = write!(out, "<td>{}</td>", escape_html(cell));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// A line chart of the daily compliance rate, with a dot per day.
+fn compliance_chart(by_day: &BTreeMap<String, Tally>) -> String {
+    let points: Vec<(&str, f64, u64)> = by_day
+        .iter()
+        .filter_map(|(day, t)| t.compliance_rate().map(|r| (day.as_str(), r, t.turns())))
+        .collect();
+    let (width, height, left, right, top, bottom) = (720.0, 260.0, 48.0, 16.0, 16.0, 40.0);
+    let plot_w = width - left - right;
+    let plot_h = height - top - bottom;
+    let x = |i: usize| {
+        if points.len() <= 1 {
+            left + plot_w / 2.0
+        } else {
+            left + plot_w * i as f64 / (points.len() - 1) as f64
+        }
+    };
+    let y = |rate: f64| top + plot_h * (1.0 - rate);
+    let mut svg = format!(
+        r#"<svg id="compliance-chart" role="img" aria-label="Compliance rate per day" viewBox="0 0 {width} {height}" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">"#
+    );
+    for pct in [0, 25, 50, 75, 100] {
+        let gy = y(pct as f64 / 100.0);
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" y1="{gy}" x2="{}" y2="{gy}" stroke="#ddd"/><text x="{}" y="{}" font-size="11" text-anchor="end" fill="#555">{pct}%</text>"##,
+            width - right,
+            left - 6.0,
+            gy + 4.0
+        );
+    }
+    if points.is_empty() {
+        let _ = write!(
+            svg,
+            r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">no routed turns</text>"##,
+            width / 2.0,
+            height / 2.0
+        );
+    }
+    let polyline: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, (_, r, _))| format!("{:.1},{:.1}", x(i), y(*r)))
+        .collect();
+    if points.len() > 1 {
+        let _ = write!(
+            svg,
+            r##"<polyline fill="none" stroke="#2563eb" stroke-width="3" points="{}"/>"##,
+            polyline.join(" ")
+        );
+    }
+    let label_every = points.len().div_ceil(8).max(1);
+    for (i, (day, rate, turns)) in points.iter().enumerate() {
+        let _ = write!(
+            svg,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="#2563eb"><title>{day}: {:.1}% of {turns} turns</title></circle>"##,
+            x(i),
+            y(*rate),
+            rate * 100.0
+        );
+        if i % label_every == 0 || i + 1 == points.len() {
+            let _ = write!(
+                svg,
+                r##"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle" fill="#555">{}</text>"##,
+                x(i),
+                height - bottom + 18.0,
+                escape_html(day)
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+pub fn html(report: &Report, context: &Context, generated: DateTime<Utc>) -> String {
+    let painter = Painter { color: false };
+    let o = &report.overall;
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<h1>marshal compliance report</h1><p class=\"meta\">{} &middot; generated {}</p>",
+        escape_html(&source_line(context)).replace('\n', "<br>"),
+        generated.format("%Y-%m-%d %H:%M UTC")
+    );
+    let _ = write!(
+        body,
+        "<p class=\"headline\"><span id=\"rate\">{}</span> compliance over {} routed turns \
+         (followed {}, deviated {}, ignored {}; {} interrupted, not counted)</p>",
+        rate_text(o),
+        o.turns(),
+        o.followed,
+        o.deviated,
+        o.ignored,
+        o.interrupted
+    );
+    let _ = write!(
+        body,
+        "<h2>Compliance over time</h2>{}",
+        compliance_chart(&report.by_day)
+    );
+    let headers = [
+        "",
+        "turns",
+        "followed",
+        "deviated",
+        "ignored",
+        "interrupted",
+        "rate",
+    ];
+    for (_, heading, column, map) in slices(report) {
+        let mut h = headers;
+        h[0] = column;
+        let _ = write!(
+            body,
+            "<h2>{}</h2>{}",
+            escape_html(heading),
+            html_table(&h, &tally_rows(map, &painter))
+        );
+    }
+    let deviations: Vec<Vec<String>> = report
+        .top_deviations(TOP_DEVIATIONS)
+        .iter()
+        .map(|(r, a, n)| vec![r.to_string(), a.to_string(), n.to_string()])
+        .collect();
+    let _ = write!(
+        body,
+        "<h2>Most common deviations</h2>{}",
+        html_table(&["recommended", "actual", "turns"], &deviations)
+    );
+    let tiers: Vec<Vec<String>> = report
+        .tiers
+        .iter()
+        .map(|(t, n)| vec![t.clone(), n.to_string()])
+        .collect();
+    let _ = write!(
+        body,
+        "<h2>Tier distribution</h2>{}",
+        html_table(&["tier", "turns"], &tiers)
+    );
+    if report.skipped.total() > 0 {
+        let s = &report.skipped;
+        let _ = write!(
+            body,
+            "<p class=\"meta\">Skipped {} unreadable line(s): {} corrupt, {} torn, {} from a newer marshal.</p>",
+            s.total(),
+            s.corrupt,
+            s.torn,
+            s.newer_version
+        );
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>marshal compliance report</title>\
+         <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#111;max-width:60rem}}\
+         table{{border-collapse:collapse;margin:.5rem 0 1.5rem}}th,td{{padding:.25rem .75rem;border-bottom:1px solid #e5e5e5;text-align:right}}\
+         th:first-child,td:first-child{{text-align:left}}th{{background:#f5f5f5}}.meta{{color:#555}}\
+         .headline{{font-size:1.25rem}}#rate{{font-weight:700;color:#2563eb}}</style></head>\
+         <body>{body}</body></html>\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_ignore_colour_codes() {
+        let rows = vec![
+            vec!["a".into(), "\x1b[32m1\x1b[0m".into()],
+            vec!["long name".into(), "100".into()],
+        ];
+        let text = strip_ansi(&table(&["key", "n"], &rows));
+        assert_eq!(
+            text,
+            "  key          n\n  a            1\n  long name  100\n"
+        );
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn html_escapes_untrusted_text() {
+        assert_eq!(escape_html("<script>&\""), "&lt;script&gt;&amp;&quot;");
+    }
+}

@@ -1,0 +1,213 @@
+//! `marshal report`: read ledgers, aggregate (marshal_core::report), render.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use clap::{Args, ValueEnum};
+use marshal_core::paths::{self, StateDirEnv};
+use marshal_core::report::{self, Filter, Report};
+
+use crate::render;
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// Only turns at or after WHEN: a date (2026-11-01), a date-time (2026-11-01T09:00:00Z) or
+    /// a duration back from now (30m, 12h, 7d, 2w).
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Only turns before WHEN (same forms as --since; a date includes that whole day).
+    #[arg(long, value_name = "WHEN")]
+    until: Option<String>,
+    /// Only this Claude Code session id.
+    #[arg(long, value_name = "ID")]
+    session: Option<String>,
+    /// Only turns in this project directory (exactly as recorded: the session's cwd).
+    #[arg(long, value_name = "DIR")]
+    project: Option<String>,
+    /// Only turns in this mode.
+    #[arg(long, value_name = "MODE")]
+    mode: Option<String>,
+    /// A ledger to read (repeat to merge several machines' ledgers). Default: this machine's.
+    #[arg(long = "ledger", value_name = "PATH")]
+    ledgers: Vec<PathBuf>,
+    /// Print JSON (schema in the README) instead of tables.
+    #[arg(long, conflicts_with_all = ["csv", "html"])]
+    json: bool,
+    /// Print CSV: one row per slice (overall, mode, recommended, actual, day, project).
+    #[arg(long, conflicts_with = "html")]
+    csv: bool,
+    /// Also write a self-contained HTML page (chart and tables) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Colour the tables: auto (only on a terminal, and never with NO_COLOR), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+pub fn run(args: ReportArgs) -> Result<()> {
+    let now = Utc::now();
+    let filter = Filter {
+        since: args
+            .since
+            .as_deref()
+            .map(|w| parse_when(w, now, When::Since))
+            .transpose()
+            .context("invalid --since")?,
+        until: args
+            .until
+            .as_deref()
+            .map(|w| parse_when(w, now, When::Until))
+            .transpose()
+            .context("invalid --until")?,
+        session: args.session.clone(),
+        project: args.project.clone(),
+        mode: args.mode.clone(),
+    };
+    let ledgers = if args.ledgers.is_empty() {
+        vec![default_ledger()?]
+    } else {
+        args.ledgers.clone()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let mut total = Report::default();
+    let mut missing = Vec::new();
+    for path in &ledgers {
+        if !path.exists() {
+            missing.push(path.clone());
+            continue;
+        }
+        total.merge(report::read_ledger(path, &filter, threads)?);
+    }
+    if !missing.is_empty() && missing.len() == ledgers.len() && !args.json && !args.csv {
+        return crate::write_stdout(&render::no_ledger_message(&missing));
+    }
+    let context = render::Context {
+        ledgers: &ledgers,
+        missing: &missing,
+        filter: &filter,
+    };
+    if let Some(html_path) = &args.html {
+        let page = render::html(&total, &context, now);
+        marshal_core::fsutil::write_atomic(html_path, page.as_bytes())?;
+    }
+    let out = if args.json {
+        render::json(&total, &context)?
+    } else if args.csv {
+        render::csv(&total)
+    } else {
+        let mut text = render::text(&total, &context, use_color(args.color));
+        if let Some(html_path) = &args.html {
+            text.push_str(&format!(
+                "\nHTML report written to {}\n",
+                html_path.display()
+            ));
+        }
+        text
+    };
+    crate::write_stdout(&out)
+}
+
+fn default_ledger() -> Result<PathBuf> {
+    let dir = paths::state_dir_for_cli(&StateDirEnv::from_process())
+        .context("no state directory: set MARSHAL_STATE_DIR or HOME, or pass --ledger PATH")?;
+    Ok(dir.join(marshal_core::ledger::LEDGER_FILE))
+}
+
+fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum When {
+    Since,
+    Until,
+}
+
+/// Parses a --since/--until value. A plain date is the start of that day for --since and the
+/// end of it (the next midnight, exclusive) for --until.
+fn parse_when(text: &str, now: DateTime<Utc>, which: When) -> Result<DateTime<Utc>> {
+    let text = text.trim();
+    if let Some(ago) = parse_duration(text) {
+        return Ok(now - ago);
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let day = if which == When::Until {
+            date.succ_opt().unwrap_or(date)
+        } else {
+            date
+        };
+        return Ok(day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+        return Ok(instant.with_timezone(&Utc));
+    }
+    bail!(
+        "'{text}' is not a date (2026-11-01), a date-time (2026-11-01T09:00:00Z) or a duration (30m, 12h, 7d, 2w)"
+    )
+}
+
+fn parse_duration(text: &str) -> Option<Duration> {
+    let unit = text.chars().last()?;
+    let amount: i64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
+    match unit {
+        's' => Duration::try_seconds(amount),
+        'm' => Duration::try_minutes(amount),
+        'h' => Duration::try_hours(amount),
+        'd' => Duration::try_days(amount),
+        'w' => Duration::try_weeks(amount),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_forms() {
+        let now: DateTime<Utc> = "2026-11-21T12:00:00Z".parse().unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(
+            parse_when("7d", now, When::Since).unwrap(),
+            at("2026-11-14T12:00:00Z")
+        );
+        assert_eq!(
+            parse_when("90m", now, When::Since).unwrap(),
+            at("2026-11-21T10:30:00Z")
+        );
+        assert_eq!(
+            parse_when("2026-11-01", now, When::Since).unwrap(),
+            at("2026-11-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_when("2026-11-01", now, When::Until).unwrap(),
+            at("2026-11-02T00:00:00Z")
+        );
+        assert_eq!(
+            parse_when("2026-11-01T09:30:00+01:00", now, When::Since).unwrap(),
+            at("2026-11-01T08:30:00Z")
+        );
+        let err = parse_when("last tuesday", now, When::Since)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a date"), "{err}");
+        assert!(parse_when("7y", now, When::Since).is_err());
+    }
+}
