@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit and integration tests (including
-# the real Claude Code CLI end to end), a real ./install.sh into a throw-away HOME, and a
-# benchmark smoke run. Installs what it needs (the pinned Claude Code CLI, hyperfine) itself.
+# the real Claude Code CLI end to end), a real ./install.sh into a throw-away HOME, the HTML
+# report checked in headless Chromium, and benchmark smoke runs. Installs what it needs (the
+# pinned Claude Code CLI, hyperfine, Chromium) itself.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,5 +39,9 @@ HOME="$install_home" CLAUDE_BIN="$MARSHAL_TEST_CLAUDE_BIN" \
   DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 DISABLE_ERROR_REPORTING=1 \
   ./install.sh
 
-step "benchmark smoke run (numbers only; the README quotes a full run)"
+step "HTML report in headless Chromium (screenshot shows the chart)"
+scripts/check-html-report.sh
+
+step "benchmark smoke runs (numbers only; the README quotes full runs)"
 scripts/bench.sh --runs 50
+scripts/bench-report.sh --records 200000 --runs 3

@@ -233,3 +233,89 @@ fn uninstall_removes_the_plugin_from_claude_code() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+#[test]
+fn marshal_report_counts_real_sessions_and_json_matches_the_table() {
+    let sandbox = Sandbox::installed();
+    let sessions = [
+        (MainModel::CallsAgent("marshal:haiku-general".into()), CHORE),
+        (MainModel::CallsAgent("general-purpose".into()), CHORE),
+        (MainModel::Answers, CHORE),
+        (
+            MainModel::CallsAgent("marshal:opus-general".into()),
+            "design the architecture for multi-region failover",
+        ),
+    ];
+    for (model, prompt) in sessions {
+        let api = scripted_api(model);
+        sandbox.claude_p(&api, prompt, &[]).result();
+    }
+
+    // Run as the user would: from a shell with only HOME set, so the CLI finds the installed
+    // plugin's data directory by itself.
+    let report = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_marshal"));
+        command
+            .env_clear()
+            .env("HOME", &sandbox.home)
+            .arg("report")
+            .args(args);
+        let out = crate::support::process::run_with_limit(
+            &mut command,
+            std::time::Duration::from_secs(30),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = report(&["--color", "never"]);
+    assert!(
+        table.contains("marshal compliance report: 4 routed turns"),
+        "{table}"
+    );
+    assert!(
+        table.contains(
+            "Compliance: 50.0%  (followed 2, deviated 1, ignored 1; 0 interrupted, not counted)"
+        ),
+        "{table}"
+    );
+    assert!(
+        table.contains("haiku-general -> general-purpose"),
+        "{table}"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&report(&["--json"])).unwrap();
+    assert_eq!(json["turns"], 4);
+    assert_eq!(
+        (
+            json["followed"].clone(),
+            json["deviated"].clone(),
+            json["ignored"].clone()
+        ),
+        (2.into(), 1.into(), 1.into())
+    );
+    assert_eq!(json["compliance_rate"], 0.5);
+    assert_eq!(json["by_mode"]["directive"]["turns"], 4);
+    assert_eq!(json["by_recommended"]["haiku-general"]["followed"], 1);
+    assert_eq!(json["by_recommended"]["opus-general"]["followed"], 1);
+    assert_eq!(json["tiers"]["weak"], 3);
+    // The JSON and the table tell the same story, row by row.
+    for (agent, tally) in json["by_recommended"].as_object().unwrap() {
+        let row = table
+            .lines()
+            .find(|l| l.trim_start().starts_with(agent.as_str()))
+            .unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[1], tally["turns"].to_string(), "{row}");
+        assert_eq!(cells[2], tally["followed"].to_string(), "{row}");
+    }
+
+    let csv = report(&["--csv"]);
+    assert!(
+        csv.lines().any(|l| l == "overall,all,4,2,1,1,0,0.5000"),
+        "{csv}"
+    );
+}

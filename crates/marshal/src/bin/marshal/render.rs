@@ -505,7 +505,9 @@ fn compliance_chart(by_day: &BTreeMap<String, Tally>) -> String {
             y(*rate),
             rate * 100.0
         );
-        if i % label_every == 0 || i + 1 == points.len() {
+        // Every few days, and always the last one; a regular label too close to it gives way.
+        let last = points.len() - 1;
+        if i == last || (i % label_every == 0 && last - i >= label_every.div_ceil(2)) {
             let _ = write!(
                 svg,
                 r##"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle" fill="#555">{}</text>"##,
