@@ -35,6 +35,9 @@ say() { printf '%s\n' "$*"; }
 ok() { printf '  \342\234\224 %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 
+scratch=""
+trap '[ -z "$scratch" ] || rm -rf "$scratch"' EXIT
+
 uninstall=0
 binaries_dir=""
 register=1
@@ -63,10 +66,12 @@ or point CLAUDE_BIN at it, then run ./install.sh again."
 }
 
 build_binaries() {
-  command -v cargo >/dev/null 2>&1 ||
-    die "cargo not found. Install the Rust toolchain from https://rustup.rs (it provides cargo), then run ./install.sh again."
+  command -v cargo >/dev/null 2>&1 && command -v rustc >/dev/null 2>&1 ||
+    die "cargo and rustc not found. Install the Rust toolchain (1.89 or newer) from https://rustup.rs, then run ./install.sh again."
   local host target_dir
-  host="$(rustc -vV | sed -n 's/^host: //p')"
+  host="$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')" || true
+  [ -n "$host" ] ||
+    die "rustc is on PATH but does not run. With rustup, check 'rustup default stable'; if HOME was changed, point RUSTUP_HOME and CARGO_HOME at the real ones."
   target_dir="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/marshal/target}"
   say "Building release binaries for $host (cargo target dir: $target_dir)..."
   # Static glibc linking saves ~0.3 ms of dynamic loading on every hook run (see README).
@@ -99,48 +104,59 @@ register_plugin() {
   ok "plugin manifest, hooks and agents validate"
   "$claude" plugin marketplace add "$ROOT" >/dev/null || die "claude plugin marketplace add $ROOT failed"
   "$claude" plugin install "$PLUGIN@$MARKETPLACE" >/dev/null || die "claude plugin install $PLUGIN@$MARKETPLACE failed"
-  "$claude" plugin list 2>/dev/null | grep -q "$PLUGIN@$MARKETPLACE" ||
+  "$claude" plugin list 2>/dev/null | grep -qF "$PLUGIN@$MARKETPLACE" ||
     die "claude plugin list does not show $PLUGIN@$MARKETPLACE after installing it"
   ok "plugin $PLUGIN@$MARKETPLACE installed and enabled"
 }
 
-# Sends synthetic events through the installed hook binaries, in a throw-away state dir.
+# Sends synthetic events through the binaries just placed in bin/ (the ones hooks.json runs),
+# in a throw-away state dir, whatever MARSHAL_MODE the caller has set.
 health_check() {
-  local scratch out
+  local out
   scratch="$(mktemp -d)"
-  trap 'rm -rf "$scratch"' RETURN
+  export MARSHAL_STATE_DIR="$scratch" MARSHAL_MODE=directive
   out="$(printf '%s' '{"hook_event_name":"UserPromptSubmit","session_id":"install-check","prompt_id":"p1","cwd":"/","prompt":"rename foo to bar"}' |
-    MARSHAL_STATE_DIR="$scratch" MARSHAL_MODE=directive "$ROOT/bin/marshal-prompt")"
+    "$ROOT/bin/marshal-prompt")"
   case "$out" in
     *'"additionalContext"'*'marshal:haiku-general'*) ok "marshal-prompt routes a chore to marshal:haiku-general" ;;
-    *) die "marshal-prompt printed an unexpected answer: $out (log: $scratch/marshal.log)" ;;
+    *) die "marshal-prompt printed an unexpected answer: '$out'; its log says: $(cat "$scratch/marshal.log" 2>/dev/null)" ;;
   esac
   printf '%s' '{"hook_event_name":"Stop","session_id":"install-check","prompt_id":"p1"}' |
-    MARSHAL_STATE_DIR="$scratch" "$ROOT/bin/marshal-stop"
+    "$ROOT/bin/marshal-stop"
   grep -q '"outcome":"ignored"' "$scratch/ledger.jsonl" 2>/dev/null ||
-    die "marshal-stop did not record the turn's outcome in $scratch/ledger.jsonl"
+    die "marshal-stop did not record the turn's outcome; its log says: $(cat "$scratch/marshal.log" 2>/dev/null)"
   ok "marshal-stop records the turn's outcome in the ledger"
-  out="$(printf 'not json' | MARSHAL_STATE_DIR="$scratch" "$ROOT/bin/marshal-pretool")" ||
+  out="$(printf 'not json' | "$ROOT/bin/marshal-pretool")" ||
     die "marshal-pretool exited non-zero on bad input"
   [ -z "$out" ] || die "marshal-pretool printed something on bad input: $out"
   ok "bad input is ignored quietly (exit 0, nothing on stdout)"
+  unset MARSHAL_STATE_DIR MARSHAL_MODE
 }
 
 do_uninstall() {
   local claude
-  if claude="$(find_claude 2>/dev/null)"; then
-    "$claude" plugin uninstall "$PLUGIN@$MARKETPLACE" >/dev/null 2>&1 || true
-    "$claude" plugin marketplace remove "$MARKETPLACE" >/dev/null 2>&1 || true
-    if "$claude" plugin list 2>/dev/null | grep -q "$PLUGIN@$MARKETPLACE"; then
-      die "claude plugin list still shows $PLUGIN@$MARKETPLACE"
-    fi
-    ok "plugin and marketplace removed from Claude Code"
+  # Without a working CLI the plugin would stay enabled with its binaries gone, and every hook
+  # would fail: stop here instead, before deleting anything.
+  claude="$(find_claude)"
+  if "$claude" plugin list 2>/dev/null | grep -qF "$PLUGIN@$MARKETPLACE"; then
+    # --keep-data: the ledger and log live in the plugin's data folder; they are the user's.
+    "$claude" plugin uninstall --keep-data "$PLUGIN@$MARKETPLACE" >/dev/null ||
+      die "claude plugin uninstall $PLUGIN@$MARKETPLACE failed; nothing was removed"
+    ok "plugin $PLUGIN@$MARKETPLACE uninstalled"
   else
-    say "  (Claude Code CLI not found: nothing to unregister)"
+    ok "plugin $PLUGIN@$MARKETPLACE was not installed"
+  fi
+  if "$claude" plugin marketplace list 2>/dev/null | grep -qF "($ROOT)"; then
+    "$claude" plugin marketplace remove "$MARKETPLACE" >/dev/null ||
+      die "claude plugin marketplace remove $MARKETPLACE failed"
+    ok "marketplace $MARKETPLACE removed"
+  fi
+  if "$claude" plugin list 2>/dev/null | grep -qF "$PLUGIN@$MARKETPLACE"; then
+    die "claude plugin list still shows $PLUGIN@$MARKETPLACE; bin/ was left in place"
   fi
   rm -rf "$ROOT/bin"
   ok "removed $ROOT/bin"
-  say "Your data is kept in ${MARSHAL_STATE_DIR:-$HOME/.claude/plugins/data/$PLUGIN-$MARKETPLACE}; delete it by hand if you want it gone."
+  say "Your ledger and log are kept in ${MARSHAL_STATE_DIR:-$HOME/.claude/plugins/data/$PLUGIN-$MARKETPLACE}; delete that folder to remove them."
 }
 
 if [ "$uninstall" = 1 ]; then

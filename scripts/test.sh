@@ -31,17 +31,23 @@ cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 step "cargo test (unit, hooks as processes, real Claude Code end to end)"
 cargo test --workspace --locked
 
-step "./install.sh into a throw-away HOME (release build, registration, health check)"
+step "./install.sh from a copy of the checkout into a throw-away HOME (release build, registration, health check)"
+# A copy, because hooks run from the plugin folder itself: installing here would swap the
+# developer's live hooks for whatever is being tested.
+install_root="$(mktemp -d)"
 install_home="$(mktemp -d)"
-trap 'rm -rf "$install_home"' EXIT
+trap 'rm -rf "$install_root" "$install_home"' EXIT
+git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' file; do
+  if [ -e "$file" ] || [ -L "$file" ]; then cp -P --parents -- "$file" "$install_root"; fi
+done
 HOME="$install_home" CLAUDE_BIN="$MARSHAL_TEST_CLAUDE_BIN" \
   ANTHROPIC_BASE_URL=http://127.0.0.1:9 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
   DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 DISABLE_ERROR_REPORTING=1 \
-  ./install.sh
+  "$install_root/install.sh"
 
 step "HTML report in headless Chromium (screenshot shows the chart)"
 scripts/check-html-report.sh
 
 step "benchmark smoke runs (numbers only; the README quotes full runs)"
-scripts/bench.sh --runs 50
+scripts/bench.sh --runs 50 --bin "$install_root/bin"
 scripts/bench-report.sh --records 200000 --runs 3

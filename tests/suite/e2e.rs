@@ -3,9 +3,7 @@
 //! Every assertion is on what the user or the model would see: what the server received, what
 //! `claude -p` printed, and what the ledger holds.
 
-use crate::support::claude::{
-    scripted_api, MainModel, Sandbox, MAIN_DIRECT_ANSWER, SUBAGENT_ANSWER,
-};
+use crate::support::claude::{scripted_api, MainModel, Sandbox, MAIN_DIRECT_ANSWER, SUBAGENT_ANSWER};
 use crate::support::fake_api::{ApiRequest, FakeApi};
 use crate::support::of_kind;
 
@@ -14,19 +12,12 @@ const DIRECTIVE_FOR_CHORE: &str = "subagent_type: \"marshal:haiku-general\"";
 
 /// The model of every subagent request the server received, in order.
 fn subagent_models(api: &FakeApi) -> Vec<String> {
-    api.requests()
-        .iter()
-        .filter(|r| r.is_subagent())
-        .map(|r| r.model().to_string())
-        .collect()
+    api.requests().iter().filter(|r| r.is_subagent()).map(|r| r.model().to_string()).collect()
 }
 
 /// Every request of the main agent (not of a subagent), in order.
 fn main_requests(api: &FakeApi) -> Vec<ApiRequest> {
-    api.requests()
-        .into_iter()
-        .filter(|r| !r.is_subagent())
-        .collect()
+    api.requests().into_iter().filter(|r| !r.is_subagent()).collect()
 }
 
 #[test]
@@ -38,18 +29,13 @@ fn followed_directive_reaches_the_model_and_the_routed_agent_runs_on_haiku() {
     // The directive reached the main model, naming the exact subagent_type.
     let first = &main_requests(&api)[0];
     let text = first.message_text();
-    assert!(
-        text.contains("UserPromptSubmit hook additional context: marshal routing"),
-        "{text}"
-    );
+    assert!(text.contains("UserPromptSubmit hook additional context: marshal routing"), "{text}");
     assert!(text.contains(DIRECTIVE_FOR_CHORE), "{text}");
 
     // The recommended agent really ran, on the haiku model from its front matter.
     assert_eq!(subagent_models(&api), ["claude-haiku-5-5"]);
     assert!(
-        api.requests()
-            .iter()
-            .any(|r| r.message_text().contains(SUBAGENT_ANSWER)),
+        api.requests().iter().any(|r| r.message_text().contains(SUBAGENT_ANSWER)),
         "the subagent's answer reached the main model"
     );
 
@@ -69,11 +55,11 @@ fn followed_directive_reaches_the_model_and_the_routed_agent_runs_on_haiku() {
     assert_eq!(outcomes[0]["outcome"], "followed");
     assert_eq!(outcomes[0]["actual"], "haiku-general");
     assert_eq!(outcomes[0]["prompt_id"], routes[0]["prompt_id"]);
-    assert!(
-        sandbox.log().is_empty(),
-        "unexpected log lines: {}",
-        sandbox.log()
-    );
+    assert!(sandbox.log().is_empty(), "unexpected log lines: {}", sandbox.log());
+    // Claude Code created the plugin's data folder 0755; marshal narrowed it on first use.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(sandbox.state_dir()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
 }
 
 #[test]
@@ -87,10 +73,7 @@ fn the_task_notification_turn_is_neither_routed_nor_counted() {
         .into_iter()
         .filter(|r| r.last_user_text().contains("<task-notification>"))
         .collect();
-    assert!(
-        !notification_turns.is_empty(),
-        "no task-notification turn happened"
-    );
+    assert!(!notification_turns.is_empty(), "no task-notification turn happened");
     // ...which carried no directive of its own...
     for request in &notification_turns {
         assert!(!request.last_user_text().contains("marshal routing"));
@@ -102,12 +85,7 @@ fn the_task_notification_turn_is_neither_routed_nor_counted() {
     // No turn is left open: every session journal is empty.
     for journal in sandbox.state_dir().join("sessions").read_dir().unwrap() {
         let journal = journal.unwrap().path();
-        assert_eq!(
-            std::fs::metadata(&journal).unwrap().len(),
-            0,
-            "{}",
-            journal.display()
-        );
+        assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0, "{}", journal.display());
     }
 }
 
@@ -133,9 +111,7 @@ fn answering_directly_is_recorded_as_ignored() {
     let api = scripted_api(MainModel::Answers);
     let result = sandbox.claude_p(&api, CHORE, &[]).result();
     assert_eq!(result["result"], MAIN_DIRECT_ANSWER);
-    assert!(main_requests(&api)[0]
-        .message_text()
-        .contains(DIRECTIVE_FOR_CHORE));
+    assert!(main_requests(&api)[0].message_text().contains(DIRECTIVE_FOR_CHORE));
 
     let ledger = sandbox.ledger();
     let outcomes = of_kind(&ledger, "outcome");
@@ -150,15 +126,9 @@ fn a_hard_request_is_routed_to_the_strong_tier() {
     let sandbox = Sandbox::installed();
     let api = scripted_api(MainModel::CallsAgent("marshal:opus-general".into()));
     sandbox
-        .claude_p(
-            &api,
-            "find the root cause of the deadlock in our distributed job scheduler",
-            &[],
-        )
+        .claude_p(&api, "find the root cause of the deadlock in our distributed job scheduler", &[])
         .result();
-    assert!(main_requests(&api)[0]
-        .message_text()
-        .contains("subagent_type: \"marshal:opus-general\""));
+    assert!(main_requests(&api)[0].message_text().contains("subagent_type: \"marshal:opus-general\""));
     assert_eq!(subagent_models(&api), ["claude-opus-5-5"]);
     let ledger = sandbox.ledger();
     assert_eq!(of_kind(&ledger, "outcome")[0]["outcome"], "followed");
@@ -170,9 +140,7 @@ fn chit_chat_gets_no_directive_and_no_record() {
     let sandbox = Sandbox::installed();
     let api = scripted_api(MainModel::Answers);
     sandbox.claude_p(&api, "thanks, that works!", &[]).result();
-    assert!(!main_requests(&api)[0]
-        .message_text()
-        .contains("marshal routing"));
+    assert!(!main_requests(&api)[0].message_text().contains("marshal routing"));
     assert!(sandbox.ledger().is_empty(), "{:#?}", sandbox.ledger());
 }
 
@@ -180,58 +148,51 @@ fn chit_chat_gets_no_directive_and_no_record() {
 fn marshal_mode_off_injects_nothing_and_records_nothing() {
     let sandbox = Sandbox::installed();
     let api = scripted_api(MainModel::CallsAgent("marshal:haiku-general".into()));
-    sandbox
-        .claude_p(&api, CHORE, &[("MARSHAL_MODE", "off")])
-        .result();
-    assert!(
-        api.requests().len() >= 2,
-        "the session ran: {} requests",
-        api.requests().len()
-    );
+    sandbox.claude_p(&api, CHORE, &[("MARSHAL_MODE", "off")]).result();
+    assert!(api.requests().len() >= 2, "the session ran: {} requests", api.requests().len());
     for request in api.requests() {
         assert!(!request.message_text().contains("marshal routing"));
     }
-    assert!(
-        !sandbox.state_dir().join("ledger.jsonl").exists(),
-        "{:#?}",
-        sandbox.ledger()
-    );
+    assert!(!sandbox.state_dir().join("ledger.jsonl").exists(), "{:#?}", sandbox.ledger());
 }
 
 #[test]
-fn uninstall_removes_the_plugin_from_claude_code() {
+fn uninstall_removes_the_plugin_from_claude_code_but_keeps_the_ledger() {
     let sandbox = Sandbox::installed();
-    let out = sandbox.install_sh(&["--uninstall"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!sandbox.plugin.join("bin").exists());
-    let settings =
-        std::fs::read_to_string(sandbox.home.join(".claude/settings.json")).unwrap_or_default();
-    assert!(
-        !settings.contains("\"marshal@marshal\": true"),
-        "{settings}"
-    );
-
-    // And the hooks are gone: a session gets no directive.
     let api = scripted_api(MainModel::Answers);
     sandbox.claude_p(&api, CHORE, &[]).result();
-    assert!(!main_requests(&api)[0]
-        .message_text()
-        .contains("marshal routing"));
+    let ledger_before = sandbox.ledger();
+    assert_eq!(of_kind(&ledger_before, "outcome").len(), 1);
 
-    // Installing again after an uninstall works (idempotent both ways).
-    let again = sandbox.install_sh(&[
-        "--binaries",
-        crate::support::built_binaries_dir().to_str().unwrap(),
-    ]);
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    // A broken CLAUDE_BIN stops the uninstall before anything is removed: deleting bin/ while
+    // the plugin stays enabled would make every hook fail.
+    let mut broken = std::process::Command::new(sandbox.plugin.join("install.sh"));
+    broken.arg("--uninstall").env("HOME", &sandbox.home).env("CLAUDE_BIN", "/nonexistent/claude");
+    let out = crate::support::process::run_with_limit(&mut broken, std::time::Duration::from_secs(60));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CLAUDE_BIN=/nonexistent/claude"));
+    assert!(sandbox.plugin.join("bin/marshal-prompt").exists());
+
+    let out = sandbox.install_sh(&["--uninstall"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!sandbox.plugin.join("bin").exists());
+    let settings = std::fs::read_to_string(sandbox.home.join(".claude/settings.json")).unwrap_or_default();
+    assert!(!settings.contains("\"marshal@marshal\": true"), "{settings}");
+    // The user's data stays.
+    assert_eq!(sandbox.ledger(), ledger_before);
+
+    // The hooks are gone: a session gets no directive and records nothing.
+    let api = scripted_api(MainModel::Answers);
+    sandbox.claude_p(&api, CHORE, &[]).result();
+    assert!(!main_requests(&api)[0].message_text().contains("marshal routing"));
+    assert_eq!(sandbox.ledger(), ledger_before);
+
+    // Uninstalling twice is fine, and installing again after an uninstall works.
+    let twice = sandbox.install_sh(&["--uninstall"]);
+    assert!(twice.status.success(), "{}", String::from_utf8_lossy(&twice.stderr));
+    assert!(String::from_utf8_lossy(&twice.stdout).contains("was not installed"));
+    let again = sandbox.install_sh(&["--binaries", crate::support::built_binaries_dir().to_str().unwrap()]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
 }
 
 #[test]
@@ -255,46 +216,23 @@ fn marshal_report_counts_real_sessions_and_json_matches_the_table() {
     // plugin's data directory by itself.
     let report = |args: &[&str]| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_marshal"));
-        command
-            .env_clear()
-            .env("HOME", &sandbox.home)
-            .arg("report")
-            .args(args);
-        let out = crate::support::process::run_with_limit(
-            &mut command,
-            std::time::Duration::from_secs(30),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        command.env_clear().env("HOME", &sandbox.home).arg("report").args(args);
+        let out = crate::support::process::run_with_limit(&mut command, std::time::Duration::from_secs(30));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
     let table = report(&["--color", "never"]);
+    assert!(table.contains("marshal compliance report: 4 routed turns"), "{table}");
     assert!(
-        table.contains("marshal compliance report: 4 routed turns"),
+        table.contains("Compliance: 50.0%  (followed 2, deviated 1, ignored 1; 0 interrupted, not counted)"),
         "{table}"
     );
-    assert!(
-        table.contains(
-            "Compliance: 50.0%  (followed 2, deviated 1, ignored 1; 0 interrupted, not counted)"
-        ),
-        "{table}"
-    );
-    assert!(
-        table.contains("haiku-general -> general-purpose"),
-        "{table}"
-    );
+    assert!(table.contains("haiku-general -> general-purpose"), "{table}");
 
     let json: serde_json::Value = serde_json::from_str(&report(&["--json"])).unwrap();
     assert_eq!(json["turns"], 4);
     assert_eq!(
-        (
-            json["followed"].clone(),
-            json["deviated"].clone(),
-            json["ignored"].clone()
-        ),
+        (json["followed"].clone(), json["deviated"].clone(), json["ignored"].clone()),
         (2.into(), 1.into(), 1.into())
     );
     assert_eq!(json["compliance_rate"], 0.5);
@@ -304,18 +242,32 @@ fn marshal_report_counts_real_sessions_and_json_matches_the_table() {
     assert_eq!(json["tiers"]["weak"], 3);
     // The JSON and the table tell the same story, row by row.
     for (agent, tally) in json["by_recommended"].as_object().unwrap() {
-        let row = table
-            .lines()
-            .find(|l| l.trim_start().starts_with(agent.as_str()))
-            .unwrap();
+        let row = table.lines().find(|l| l.trim_start().starts_with(agent.as_str())).unwrap();
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[1], tally["turns"].to_string(), "{row}");
         assert_eq!(cells[2], tally["followed"].to_string(), "{row}");
     }
 
     let csv = report(&["--csv"]);
-    assert!(
-        csv.lines().any(|l| l == "overall,all,4,2,1,1,0,0.5000"),
-        "{csv}"
-    );
+    assert!(csv.lines().any(|l| l == "overall,all,4,2,1,1,0,0.5000"), "{csv}");
+}
+
+#[test]
+fn a_turn_cut_short_by_an_api_error_is_closed_as_interrupted_at_session_end() {
+    let sandbox = Sandbox::installed();
+    let api = crate::support::fake_api::FakeApi::start(|_| crate::support::fake_api::Reply::Error {
+        status: 400,
+        message: "scripted failure".into(),
+    });
+    let run = sandbox.claude_p(&api, CHORE, &[]);
+    assert!(!run.output.status.success(), "the session failed as scripted");
+
+    let ledger = sandbox.ledger();
+    assert_eq!(of_kind(&ledger, "route").len(), 1, "{ledger:#?}");
+    let outcomes = of_kind(&ledger, "outcome");
+    assert_eq!(outcomes.len(), 1, "{ledger:#?}");
+    assert_eq!(outcomes[0]["outcome"], "interrupted");
+    assert_eq!(outcomes[0]["closed_by"], "session_end");
+    // The session's journal is gone with the session.
+    assert_eq!(sandbox.state_dir().join("sessions").read_dir().unwrap().count(), 0);
 }

@@ -87,43 +87,24 @@ fn stdout_json(assert: &assert_cmd::assert::Assert) -> Value {
 #[test]
 fn prompt_hook_prints_the_directive_as_additional_context_and_records_the_route() {
     let state = State::new();
-    let assert = state
-        .hook("marshal-prompt", prompt_event("p1", "rename foo to bar"))
-        .success();
+    let assert = state.hook("marshal-prompt", prompt_event("p1", "rename foo to bar")).success();
     let out = stdout_json(&assert);
-    assert_eq!(
-        out["hookSpecificOutput"]["hookEventName"],
-        "UserPromptSubmit"
-    );
-    let directive = out["hookSpecificOutput"]["additionalContext"]
-        .as_str()
-        .unwrap();
-    assert!(
-        directive.contains("subagent_type: \"marshal:haiku-general\""),
-        "{directive}"
-    );
-    assert_eq!(
-        out.as_object().unwrap().len(),
-        1,
-        "nothing else on stdout: {out}"
-    );
+    assert_eq!(out["hookSpecificOutput"]["hookEventName"], "UserPromptSubmit");
+    let directive = out["hookSpecificOutput"]["additionalContext"].as_str().unwrap();
+    assert!(directive.contains("subagent_type: \"marshal:haiku-general\""), "{directive}");
+    assert_eq!(out.as_object().unwrap().len(), 1, "nothing else on stdout: {out}");
 
     let ledger = state.ledger();
     assert_eq!(ledger.len(), 1);
     let route = &ledger[0];
-    assert_eq!(
-        (route["v"].as_u64(), route["kind"].as_str()),
-        (Some(1), Some("route"))
-    );
+    assert_eq!((route["v"].as_u64(), route["kind"].as_str()), (Some(1), Some("route")));
     assert_eq!(route["session"], "s1");
     assert_eq!(route["prompt_id"], "p1");
     assert_eq!(route["project"], "/work/project");
     assert_eq!(route["subagent_type"], "marshal:haiku-general");
     assert_eq!(route["prompt_chars"], 17);
     assert!(
-        !std::fs::read_to_string(state.dir.join("ledger.jsonl"))
-            .unwrap()
-            .contains("rename foo"),
+        !std::fs::read_to_string(state.dir.join("ledger.jsonl")).unwrap().contains("rename foo"),
         "the prompt text is not stored"
     );
 }
@@ -137,32 +118,16 @@ fn a_full_turn_through_the_three_hooks_is_followed_deviated_or_ignored() {
         ("p3", None, "ignored"),
     ];
     for (prompt_id, called, _) in cases {
-        state
-            .hook(
-                "marshal-prompt",
-                prompt_event(prompt_id, "fix the typo in the README"),
-            )
-            .success();
+        state.hook("marshal-prompt", prompt_event(prompt_id, "fix the typo in the README")).success();
         if let Some(agent) = called {
-            state
-                .hook("marshal-pretool", agent_event(prompt_id, agent))
-                .success()
-                .stdout("");
+            state.hook("marshal-pretool", agent_event(prompt_id, agent)).success().stdout("");
         }
-        state
-            .hook("marshal-stop", stop_event(prompt_id))
-            .success()
-            .stdout("");
+        state.hook("marshal-stop", stop_event(prompt_id)).success().stdout("");
     }
     let ledger = state.ledger();
     let outcomes: Vec<(&str, &str)> = of_kind(&ledger, "outcome")
         .iter()
-        .map(|o| {
-            (
-                o["prompt_id"].as_str().unwrap(),
-                o["outcome"].as_str().unwrap(),
-            )
-        })
+        .map(|o| (o["prompt_id"].as_str().unwrap(), o["outcome"].as_str().unwrap()))
         .collect();
     let expected: Vec<(&str, &str)> = cases.iter().map(|(p, _, o)| (*p, *o)).collect();
     assert_eq!(outcomes, expected);
@@ -173,9 +138,7 @@ fn a_full_turn_through_the_three_hooks_is_followed_deviated_or_ignored() {
 #[test]
 fn state_files_are_private() {
     let state = State::new();
-    state
-        .hook("marshal-prompt", prompt_event("p1", "rename foo"))
-        .success();
+    state.hook("marshal-prompt", prompt_event("p1", "rename foo")).success();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&state.dir), 0o700);
     assert_eq!(mode(&state.dir.join("sessions")), 0o700);
@@ -187,17 +150,11 @@ fn state_files_are_private() {
 fn garbage_on_stdin_exits_zero_prints_nothing_and_logs_one_line() {
     for bin in HOOKS {
         let state = State::new();
-        state
-            .hook(bin, "this is not json {")
-            .success()
-            .stdout("")
-            .stderr("");
+        state.hook(bin, "this is not json {").success().stdout("").stderr("");
         let log = state.log_lines();
         assert_eq!(log.len(), 1, "{bin}: {log:?}");
         assert!(
-            log[0].contains(&format!(
-                "{bin}: error: could not parse the hook event on stdin"
-            )),
+            log[0].contains(&format!("{bin}: error: could not parse the hook event on stdin")),
             "{}",
             log[0]
         );
@@ -206,24 +163,19 @@ fn garbage_on_stdin_exits_zero_prints_nothing_and_logs_one_line() {
 }
 
 #[test]
-fn empty_stdin_and_unknown_events_are_quiet_no_ops() {
+fn unknown_events_are_silent_no_ops_and_empty_stdin_is_one_log_line() {
     for bin in HOOKS {
         let state = State::new();
-        state.hook(bin, "").success().stdout("");
+        state.hook(bin, r#"{"hook_event_name":"SessionStart","session_id":"s1"}"#).success().stdout("");
         state
-            .hook(
-                bin,
-                r#"{"hook_event_name":"SessionStart","session_id":"s1"}"#,
-            )
+            .hook(bin, r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{}}"#)
             .success()
             .stdout("");
-        state
-            .hook(
-                bin,
-                r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{}}"#,
-            )
-            .success()
-            .stdout("");
+        assert!(state.log_lines().is_empty(), "{bin}: {:?}", state.log_lines());
+        state.hook(bin, "").success().stdout("").stderr("");
+        let log = state.log_lines();
+        assert_eq!(log.len(), 1, "{bin}: {log:?}");
+        assert!(log[0].contains("could not parse the hook event"), "{}", log[0]);
         assert!(state.ledger().is_empty(), "{bin}");
     }
 }
@@ -231,46 +183,21 @@ fn empty_stdin_and_unknown_events_are_quiet_no_ops() {
 #[test]
 fn an_oversized_event_is_ignored_without_buffering_it_all() {
     let state = State::new();
-    let huge = format!(
-        r#"{{"hook_event_name":"UserPromptSubmit","prompt":"{}"}}"#,
-        "a".repeat(9 * 1024 * 1024)
-    );
+    let huge =
+        format!(r#"{{"hook_event_name":"UserPromptSubmit","prompt":"{}"}}"#, "a".repeat(9 * 1024 * 1024));
     state.hook("marshal-prompt", huge).success().stdout("");
-    assert!(
-        state.log_lines()[0].contains("larger than"),
-        "{:?}",
-        state.log_lines()
-    );
+    assert!(state.log_lines()[0].contains("larger than"), "{:?}", state.log_lines());
 }
 
 #[test]
 fn marshal_mode_off_prints_nothing_and_creates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("state");
-    hook_in(
-        &dir,
-        "marshal-prompt",
-        prompt_event("p1", "rename foo"),
-        &[("MARSHAL_MODE", "off")],
-    )
-    .success()
-    .stdout("");
-    hook_in(
-        &dir,
-        "marshal-pretool",
-        agent_event("p1", "x"),
-        &[("MARSHAL_MODE", "off")],
-    )
-    .success()
-    .stdout("");
-    hook_in(
-        &dir,
-        "marshal-stop",
-        stop_event("p1"),
-        &[("MARSHAL_MODE", "off")],
-    )
-    .success()
-    .stdout("");
+    hook_in(&dir, "marshal-prompt", prompt_event("p1", "rename foo"), &[("MARSHAL_MODE", "off")])
+        .success()
+        .stdout("");
+    hook_in(&dir, "marshal-pretool", agent_event("p1", "x"), &[("MARSHAL_MODE", "off")]).success().stdout("");
+    hook_in(&dir, "marshal-stop", stop_event("p1"), &[("MARSHAL_MODE", "off")]).success().stdout("");
     assert!(!dir.exists());
 }
 
@@ -280,24 +207,39 @@ fn an_unwritable_state_dir_still_routes_and_never_fails_the_hook() {
     let file = tmp.path().join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
     let dir = file.join("state"); // cannot be created, even by root
-    let assert = hook_in(
-        &dir,
-        "marshal-prompt",
-        prompt_event("p1", "rename foo"),
-        &[],
-    )
-    .success();
+    let assert = hook_in(&dir, "marshal-prompt", prompt_event("p1", "rename foo"), &[]).success();
     let out = stdout_json(&assert);
     assert!(out["hookSpecificOutput"]["additionalContext"]
         .as_str()
         .unwrap()
         .contains("marshal:haiku-general"));
-    hook_in(&dir, "marshal-pretool", agent_event("p1", "x"), &[])
-        .success()
-        .stdout("");
-    hook_in(&dir, "marshal-stop", stop_event("p1"), &[])
-        .success()
-        .stdout("");
+    // With no state dir to log into, the one line goes to stderr (Claude Code ignores it).
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("marshal-prompt: turn not recorded: could not create state directory"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    hook_in(&dir, "marshal-pretool", agent_event("p1", "x"), &[]).success().stdout("");
+    hook_in(&dir, "marshal-stop", stop_event("p1"), &[]).success().stdout("");
+}
+
+#[test]
+fn with_no_state_dir_at_all_the_prompt_hook_still_routes() {
+    let assert = Command::cargo_bin("marshal-prompt")
+        .unwrap()
+        .env_clear()
+        .write_stdin(prompt_event("p1", "rename foo"))
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .success();
+    let out = stdout_json(&assert);
+    assert!(out["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap()
+        .contains("marshal:haiku-general"));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(stderr.contains("no state directory"), "{stderr}");
 }
 
 #[test]
@@ -313,12 +255,7 @@ fn a_closed_stdout_does_not_crash_the_hook() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(prompt_event("p1", "rename foo").as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(prompt_event("p1", "rename foo").as_bytes()).unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(of_kind(&state.ledger(), "route").len(), 1);
 }
@@ -337,31 +274,23 @@ fn hostile_session_ids_never_leave_the_state_dir() {
     let state = State::new();
     let raw = json!({"hook_event_name":"UserPromptSubmit","session_id":"../../escape\n\u{0}","prompt_id":"p1","prompt":"rename foo"});
     state.hook("marshal-prompt", raw.to_string()).success();
-    let sessions: Vec<_> = std::fs::read_dir(state.dir.join("sessions"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let sessions: Vec<_> =
+        std::fs::read_dir(state.dir.join("sessions")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(sessions.len(), 1);
-    assert!(
-        sessions[0].to_str().unwrap().starts_with('h'),
-        "{sessions:?}"
-    );
-    assert!(!state.dir.parent().unwrap().join("escape").exists());
+    assert!(sessions[0].to_str().unwrap().starts_with('h'), "{sessions:?}");
+    // Nothing at all was created outside the state dir.
+    let root = state.dir.parent().unwrap();
+    let outside: Vec<_> =
+        std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path()).filter(|p| *p != state.dir).collect();
+    assert!(outside.is_empty(), "{outside:?}");
 }
 
 #[test]
 fn marshal_route_explains_and_prints_stable_json() {
-    let out = Command::cargo_bin("marshal")
-        .unwrap()
-        .args(["route", "rename foo to bar"])
-        .assert()
-        .success();
+    let out = Command::cargo_bin("marshal").unwrap().args(["route", "rename foo to bar"]).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
     assert!(text.contains("agent:      haiku-general"), "{text}");
-    assert!(
-        text.contains("because:    chore keywords: rename"),
-        "{text}"
-    );
+    assert!(text.contains("because:    chore keywords: rename"), "{text}");
 
     let out = Command::cargo_bin("marshal")
         .unwrap()
@@ -370,20 +299,8 @@ fn marshal_route_explains_and_prints_stable_json() {
         .assert()
         .success();
     let json = stdout_json(&out);
-    assert_eq!(
-        (json["agent"].clone(), json["tier"].clone()),
-        (Value::Null, json!("none"))
-    );
+    assert_eq!((json["agent"].clone(), json["tier"].clone()), (Value::Null, json!("none")));
 
-    Command::cargo_bin("marshal")
-        .unwrap()
-        .arg("--help")
-        .assert()
-        .success();
-    Command::cargo_bin("marshal")
-        .unwrap()
-        .arg("bogus")
-        .assert()
-        .failure()
-        .code(2);
+    Command::cargo_bin("marshal").unwrap().arg("--help").assert().success();
+    Command::cargo_bin("marshal").unwrap().arg("bogus").assert().failure().code(2);
 }

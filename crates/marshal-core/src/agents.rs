@@ -53,10 +53,7 @@ pub fn plugin_subagent_type(agent: &str) -> String {
 /// `marshal:haiku-general` and `haiku-general` name the same agent.
 pub fn normalize_agent_name(subagent_type: &str) -> &str {
     let trimmed = subagent_type.trim();
-    trimmed
-        .strip_prefix(PLUGIN_NAME)
-        .and_then(|rest| rest.strip_prefix(':'))
-        .unwrap_or(trimmed)
+    trimmed.strip_prefix(PLUGIN_NAME).and_then(|rest| rest.strip_prefix(':')).unwrap_or(trimmed)
 }
 
 #[cfg(test)]
@@ -65,27 +62,15 @@ mod tests {
 
     #[test]
     fn normalization_strips_only_our_plugin_prefix() {
-        assert_eq!(
-            normalize_agent_name("marshal:haiku-general"),
-            "haiku-general"
-        );
+        assert_eq!(normalize_agent_name("marshal:haiku-general"), "haiku-general");
         assert_eq!(normalize_agent_name(" haiku-general "), "haiku-general");
-        assert_eq!(
-            normalize_agent_name("other:haiku-general"),
-            "other:haiku-general"
-        );
-        assert_eq!(
-            normalize_agent_name("marshalx:haiku-general"),
-            "marshalx:haiku-general"
-        );
+        assert_eq!(normalize_agent_name("other:haiku-general"), "other:haiku-general");
+        assert_eq!(normalize_agent_name("marshalx:haiku-general"), "marshalx:haiku-general");
     }
 
     #[test]
     fn tier_table() {
-        assert_eq!(
-            plugin_subagent_type(Tier::Weak.default_agent()),
-            "marshal:haiku-general"
-        );
+        assert_eq!(plugin_subagent_type(Tier::Weak.default_agent()), "marshal:haiku-general");
         assert_eq!(Tier::Strong.default_model(), "opus");
         assert_eq!(serde_json::to_string(&Tier::Base).unwrap(), "\"base\"");
     }

@@ -8,7 +8,8 @@
 //! 3. `deviated`: agents were called, none of them the recommended one; the first is recorded.
 //! 4. `ignored`: no agent was called and the turn ended normally (its own Stop).
 //! 5. `interrupted`: no agent was called and the turn never saw its own Stop (an API error or a
-//!    cancel); it is closed when a later turn of the session stops. Not part of the rate.
+//!    cancel); it is closed when a later turn of the session stops, or when the session ends.
+//!    Not part of the rate.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,24 +49,12 @@ pub fn classify(recommended_agent: &str, called: &[&str], own_stop: bool) -> Ver
     let recommended = normalize_agent_name(recommended_agent);
     let mut names = called.iter().map(|name| normalize_agent_name(name));
     if names.clone().any(|name| name == recommended) {
-        return Verdict {
-            outcome: Outcome::Followed,
-            actual: Some(recommended.to_string()),
-        };
+        return Verdict { outcome: Outcome::Followed, actual: Some(recommended.to_string()) };
     }
     match names.next() {
-        Some(first) => Verdict {
-            outcome: Outcome::Deviated,
-            actual: Some(first.to_string()),
-        },
-        None if own_stop => Verdict {
-            outcome: Outcome::Ignored,
-            actual: None,
-        },
-        None => Verdict {
-            outcome: Outcome::Interrupted,
-            actual: None,
-        },
+        Some(first) => Verdict { outcome: Outcome::Deviated, actual: Some(first.to_string()) },
+        None if own_stop => Verdict { outcome: Outcome::Ignored, actual: None },
+        None => Verdict { outcome: Outcome::Interrupted, actual: None },
     }
 }
 
@@ -79,20 +68,8 @@ mod tests {
     #[test]
     fn outcome_table() {
         let rows: &[Row] = &[
-            (
-                "haiku-general",
-                &["marshal:haiku-general"],
-                true,
-                Outcome::Followed,
-                Some("haiku-general"),
-            ),
-            (
-                "marshal:haiku-general",
-                &["haiku-general"],
-                true,
-                Outcome::Followed,
-                Some("haiku-general"),
-            ),
+            ("haiku-general", &["marshal:haiku-general"], true, Outcome::Followed, Some("haiku-general")),
+            ("marshal:haiku-general", &["haiku-general"], true, Outcome::Followed, Some("haiku-general")),
             (
                 "haiku-general",
                 &["Explore", "marshal:haiku-general"],
@@ -100,13 +77,7 @@ mod tests {
                 Outcome::Followed,
                 Some("haiku-general"),
             ),
-            (
-                "haiku-general",
-                &["marshal:opus-general"],
-                true,
-                Outcome::Deviated,
-                Some("opus-general"),
-            ),
+            ("haiku-general", &["marshal:opus-general"], true, Outcome::Deviated, Some("opus-general")),
             (
                 "haiku-general",
                 &["general-purpose", "Explore"],
@@ -114,31 +85,15 @@ mod tests {
                 Outcome::Deviated,
                 Some("general-purpose"),
             ),
-            (
-                "haiku-general",
-                &["other:haiku-general"],
-                true,
-                Outcome::Deviated,
-                Some("other:haiku-general"),
-            ),
+            ("haiku-general", &["other:haiku-general"], true, Outcome::Deviated, Some("other:haiku-general")),
             ("haiku-general", &[], true, Outcome::Ignored, None),
             ("haiku-general", &[], false, Outcome::Interrupted, None),
-            (
-                "haiku-general",
-                &["marshal:haiku-general"],
-                false,
-                Outcome::Followed,
-                Some("haiku-general"),
-            ),
+            ("haiku-general", &["marshal:haiku-general"], false, Outcome::Followed, Some("haiku-general")),
         ];
         for (recommended, called, own_stop, outcome, actual) in rows {
             let verdict = classify(recommended, called, *own_stop);
             assert_eq!(verdict.outcome, *outcome, "{recommended} {called:?}");
-            assert_eq!(
-                verdict.actual.as_deref(),
-                *actual,
-                "{recommended} {called:?}"
-            );
+            assert_eq!(verdict.actual.as_deref(), *actual, "{recommended} {called:?}");
         }
     }
 }

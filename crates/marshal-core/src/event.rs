@@ -18,16 +18,11 @@ pub enum Event {
     /// The model called the subagent tool (PreToolUse on `Agent`, or `Task` on older versions).
     AgentCall { key: TurnKey, call: AgentCall },
     /// The main agent finished its turn (Stop).
-    Stop {
-        key: TurnKey,
-        stop_hook_active: bool,
-    },
+    Stop { key: TurnKey, stop_hook_active: bool },
+    /// The session ended (SessionEnd): nothing more can happen to its open turns.
+    SessionEnd { key: TurnKey },
     /// A subagent finished (SubagentStop).
-    SubagentStop {
-        key: TurnKey,
-        agent_id: String,
-        agent_type: Option<String>,
-    },
+    SubagentStop { key: TurnKey, agent_id: String, agent_type: Option<String> },
     /// Any other event or tool: marshal does nothing with it.
     Unhandled { event_name: String },
 }
@@ -54,18 +49,12 @@ impl Event {
             project: input.cwd.clone(),
         };
         match event_name.as_str() {
-            "UserPromptSubmit" => Event::Prompt {
-                key,
-                prompt: input.prompt.unwrap_or_default(),
-            },
-            "PreToolUse" if is_subagent_tool(input.tool_name.as_deref()) => Event::AgentCall {
-                key,
-                call: agent_call(&input),
-            },
-            "Stop" => Event::Stop {
-                key,
-                stop_hook_active: input.stop_hook_active.unwrap_or(false),
-            },
+            "UserPromptSubmit" => Event::Prompt { key, prompt: input.prompt.unwrap_or_default() },
+            "PreToolUse" if is_subagent_tool(input.tool_name.as_deref()) => {
+                Event::AgentCall { key, call: agent_call(&input) }
+            }
+            "Stop" => Event::Stop { key, stop_hook_active: input.stop_hook_active.unwrap_or(false) },
+            "SessionEnd" => Event::SessionEnd { key },
             "SubagentStop" => Event::SubagentStop {
                 key,
                 agent_id: input.agent_id.unwrap_or_default(),
@@ -112,9 +101,7 @@ mod tests {
         let e = event(
             r#"{"session_id":"s","prompt_id":"p","cwd":"/w","hook_event_name":"PreToolUse","tool_name":"Agent","tool_input":{"description":"d","prompt":"x","subagent_type":"marshal:haiku-general","model":"haiku"},"tool_use_id":"toolu_1"}"#,
         );
-        let Event::AgentCall { key, call } = e else {
-            panic!("{e:?}")
-        };
+        let Event::AgentCall { key, call } = e else { panic!("{e:?}") };
         assert_eq!(key.prompt_id.as_deref(), Some("p"));
         assert_eq!(call.subagent_type, "marshal:haiku-general");
         assert_eq!(call.model.as_deref(), Some("haiku"));
@@ -126,9 +113,7 @@ mod tests {
         let e = event(
             r#"{"session_id":"s","hook_event_name":"PreToolUse","tool_name":"Task","agent_id":"a1","agent_type":"x","tool_input":{}}"#,
         );
-        let Event::AgentCall { call, .. } = e else {
-            panic!("{e:?}")
-        };
+        let Event::AgentCall { call, .. } = e else { panic!("{e:?}") };
         assert_eq!(call.subagent_type, DEFAULT_SUBAGENT_TYPE);
         assert_eq!(call.inside_subagent.as_deref(), Some("a1"));
     }
@@ -139,9 +124,10 @@ mod tests {
             event(r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{}}"#),
             Event::Unhandled { .. }
         ));
+        assert!(matches!(event(r#"{"hook_event_name":"SessionStart"}"#), Event::Unhandled { .. }));
         assert!(matches!(
-            event(r#"{"hook_event_name":"SessionStart"}"#),
-            Event::Unhandled { .. }
+            event(r#"{"hook_event_name":"SessionEnd","session_id":"s"}"#),
+            Event::SessionEnd { .. }
         ));
         assert!(matches!(event(r#"{}"#), Event::Unhandled { .. }));
     }
@@ -150,10 +136,7 @@ mod tests {
     fn stop_and_subagent_stop() {
         assert!(matches!(
             event(r#"{"hook_event_name":"Stop","session_id":"s","stop_hook_active":true}"#),
-            Event::Stop {
-                stop_hook_active: true,
-                ..
-            }
+            Event::Stop { stop_hook_active: true, .. }
         ));
         let e = event(
             r#"{"hook_event_name":"SubagentStop","session_id":"s","agent_id":"a9","agent_type":"marshal:haiku-general"}"#,

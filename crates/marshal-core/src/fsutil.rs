@@ -19,9 +19,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder
-        .create(dir)
-        .with_context(|| format!("could not create state directory {}", dir.display()))
+    builder.create(dir).with_context(|| format!("could not create state directory {}", dir.display()))
 }
 
 /// Opens `path` for appending (and reading, so a writer can check how the file ends),
@@ -62,8 +60,7 @@ pub fn append_lines(path: &Path, lines: &[u8]) -> Result<()> {
 fn ends_with_newline(file: &File, len: u64) -> bool {
     use std::os::unix::fs::FileExt;
     let mut last = [0u8; 1];
-    file.read_at(&mut last, len - 1)
-        .is_ok_and(|n| n == 1 && last[0] == b'\n')
+    file.read_at(&mut last, len - 1).is_ok_and(|n| n == 1 && last[0] == b'\n')
 }
 
 #[cfg(not(unix))]

@@ -47,15 +47,19 @@ fn run(source: &str, state_dir: Option<&Path>) -> Result<HookResponse> {
     if let Some(warning) = &mode.warning {
         log_line(state_dir, source, warning);
     }
-    let parsed =
-        wire::parse_hook_input(&input).context("could not parse the hook event on stdin")?;
+    let parsed = wire::parse_hook_input(&input).context("could not parse the hook event on stdin")?;
     let event = Event::from_wire(parsed);
     if matches!(event, Event::Unhandled { .. }) {
         return Ok(HookResponse::Silent);
     }
-    let dir: PathBuf = state_dir
-        .context("no state directory: set MARSHAL_STATE_DIR, CLAUDE_PLUGIN_DATA or HOME")?
-        .to_path_buf();
+    let Some(dir) = state_dir.map(PathBuf::from) else {
+        log_line(
+            None,
+            source,
+            "no state directory (set MARSHAL_STATE_DIR, CLAUDE_PLUGIN_DATA or HOME): routing without recording",
+        );
+        return Ok(turns::respond_without_recording(&event));
+    };
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let (response, warnings) = turns::handle(event, &mode, &Store::new(dir), &now)?;
     for warning in warnings {
@@ -67,10 +71,7 @@ fn run(source: &str, state_dir: Option<&Path>) -> Result<HookResponse> {
 /// Reads at most `limit` bytes; more than that is an error, not a truncated event.
 pub fn read_bounded(reader: impl Read, limit: u64) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    reader
-        .take(limit + 1)
-        .read_to_end(&mut buf)
-        .context("could not read the hook event from stdin")?;
+    reader.take(limit + 1).read_to_end(&mut buf).context("could not read the hook event from stdin")?;
     if buf.len() as u64 > limit {
         bail!("the hook event is larger than {limit} bytes; ignored");
     }

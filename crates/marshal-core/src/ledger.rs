@@ -44,7 +44,7 @@ pub enum RecordBody {
         subagent_type: String,
         tier: Tier,
         model: String,
-        confidence: f32,
+        confidence: f64,
         reasons: Vec<String>,
         /// Length of the prompt in characters; the text itself is not stored.
         prompt_chars: usize,
@@ -75,10 +75,7 @@ pub enum RecordBody {
         closed_by: ClosedBy,
     },
     /// A subagent finished.
-    SubagentStop {
-        agent_id: String,
-        agent_type: Option<String>,
-    },
+    SubagentStop { agent_id: String, agent_type: Option<String> },
 }
 
 /// What closed a turn.
@@ -91,17 +88,13 @@ pub enum ClosedBy {
     LaterStop,
     /// Too many turns were open in one session; the oldest was closed to bound state.
     Overflow,
+    /// The session ended with the turn still open (its Stop never came: an API error, a cancel).
+    SessionEnd,
 }
 
 impl Record {
     pub fn new(ts: String, session: String, prompt_id: Option<String>, body: RecordBody) -> Self {
-        Record {
-            v: RECORD_VERSION,
-            ts,
-            session,
-            prompt_id,
-            body,
-        }
+        Record { v: RECORD_VERSION, ts, session, prompt_id, body }
     }
 }
 
@@ -138,9 +131,7 @@ pub fn read(reader: impl BufRead, mut visit: impl FnMut(Record)) -> Result<ReadS
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .context("could not read ledger")?;
+        let n = reader.read_until(b'\n', &mut line).context("could not read ledger")?;
         if n == 0 {
             return Ok(stats);
         }
@@ -164,8 +155,7 @@ pub fn read(reader: impl BufRead, mut visit: impl FnMut(Record)) -> Result<ReadS
 
 /// Reads a whole ledger file into memory (tests and small tools; reports stream instead).
 pub fn read_file(path: &Path) -> Result<(Vec<Record>, ReadStats)> {
-    let file =
-        File::open(path).with_context(|| format!("could not open ledger {}", path.display()))?;
+    let file = File::open(path).with_context(|| format!("could not open ledger {}", path.display()))?;
     let mut records = Vec::new();
     let stats = read(std::io::BufReader::new(file), |r| records.push(r))?;
     Ok((records, stats))
@@ -180,10 +170,7 @@ mod tests {
             "2026-11-21T05:00:00.000Z".into(),
             "s1".into(),
             Some("p1".into()),
-            RecordBody::SubagentStop {
-                agent_id: "a1".into(),
-                agent_type: Some(agent.into()),
-            },
+            RecordBody::SubagentStop { agent_id: "a1".into(), agent_type: Some(agent.into()) },
         )
     }
 
@@ -195,25 +182,11 @@ mod tests {
         append(&path, &[stop_record("z")]).unwrap();
         let (records, stats) = read_file(&path).unwrap();
         assert_eq!(records.len(), 3);
-        assert_eq!(
-            stats,
-            ReadStats {
-                records: 3,
-                ..Default::default()
-            }
-        );
+        assert_eq!(stats, ReadStats { records: 3, ..Default::default() });
         assert_eq!(records[2], stop_record("z"));
-        let first_line = std::fs::read_to_string(&path)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap()
-            .to_string();
+        let first_line = std::fs::read_to_string(&path).unwrap().lines().next().unwrap().to_string();
         assert!(first_line.starts_with(r#"{"v":1,"ts":"#), "{first_line}");
-        assert!(
-            first_line.contains(r#""kind":"subagent_stop""#),
-            "{first_line}"
-        );
+        assert!(first_line.contains(r#""kind":"subagent_stop""#), "{first_line}");
     }
 
     #[test]
@@ -223,8 +196,7 @@ mod tests {
         append(&path, &[stop_record("before")]).unwrap();
         use std::io::Write;
         let mut file = fsutil::open_append(&path).unwrap();
-        file.write_all(br#"{"v":1,"ts":"2026-11-21T05:00:00Z","sess"#)
-            .unwrap();
+        file.write_all(br#"{"v":1,"ts":"2026-11-21T05:00:00Z","sess"#).unwrap();
         let (_, stats) = read_file(&path).unwrap();
         assert_eq!((stats.records, stats.torn), (1, 1));
 
@@ -239,21 +211,11 @@ mod tests {
         let text = format!(
             "garbage\n{}\n{}\n\n\u{0}\u{ff}\n",
             serde_json::to_string(&stop_record("ok")).unwrap(),
-            serde_json::to_string(&stop_record("future"))
-                .unwrap()
-                .replace(r#""v":1"#, r#""v":99"#),
+            serde_json::to_string(&stop_record("future")).unwrap().replace(r#""v":1"#, r#""v":99"#),
         );
         let mut seen = Vec::new();
         let stats = read(text.as_bytes(), |r| seen.push(r)).unwrap();
         assert_eq!(seen, vec![stop_record("ok")]);
-        assert_eq!(
-            stats,
-            ReadStats {
-                records: 1,
-                corrupt: 2,
-                newer_version: 1,
-                torn: 0
-            }
-        );
+        assert_eq!(stats, ReadStats { records: 1, corrupt: 2, newer_version: 1, torn: 0 });
     }
 }

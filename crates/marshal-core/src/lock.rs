@@ -44,11 +44,7 @@ pub fn lock_exclusive(path: &Path, budget: Duration) -> Result<LockGuard> {
         }
         let now = Instant::now();
         if now >= deadline {
-            bail!(
-                "gave up waiting for lock {} after {} ms",
-                path.display(),
-                budget.as_millis()
-            );
+            bail!("gave up waiting for lock {} after {} ms", path.display(), budget.as_millis());
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(Duration::from_millis(20));

@@ -47,10 +47,6 @@ mod tests {
         let text = std::fs::read_to_string(tmp.path().join(LOG_FILE)).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
-        assert!(
-            lines[0].ends_with("marshal-prompt: could not parse event"),
-            "{}",
-            lines[0]
-        );
+        assert!(lines[0].ends_with("marshal-prompt: could not parse event"), "{}", lines[0]);
     }
 }

@@ -36,20 +36,14 @@ pub struct ModeEnv {
 
 impl ModeEnv {
     pub fn from_process() -> Self {
-        ModeEnv {
-            marshal_mode: std::env::var("MARSHAL_MODE").ok(),
-        }
+        ModeEnv { marshal_mode: std::env::var("MARSHAL_MODE").ok() }
     }
 }
 
 /// Decides the mode. `MARSHAL_MODE` (`directive` or `off`) overrides; the default is directive.
 pub fn detect(env: &ModeEnv) -> ModeDecision {
     let requested = env.marshal_mode.as_deref().map(str::trim).unwrap_or("");
-    let decided = |mode, reason: &str| ModeDecision {
-        mode,
-        reason: reason.to_string(),
-        warning: None,
-    };
+    let decided = |mode, reason: &str| ModeDecision { mode, reason: reason.to_string(), warning: None };
     match requested.to_ascii_lowercase().as_str() {
         "" => decided(Mode::Directive, "default"),
         "directive" => decided(Mode::Directive, "MARSHAL_MODE=directive"),
@@ -70,9 +64,7 @@ mod tests {
     use super::*;
 
     fn mode_for(value: Option<&str>) -> ModeDecision {
-        detect(&ModeEnv {
-            marshal_mode: value.map(str::to_string),
-        })
+        detect(&ModeEnv { marshal_mode: value.map(str::to_string) })
     }
 
     #[test]

@@ -92,11 +92,7 @@ impl Filter {
         if self.session.as_deref().is_some_and(|s| s != row.session) {
             return false;
         }
-        if self
-            .project
-            .as_deref()
-            .is_some_and(|p| Some(p) != row.project.as_deref())
-        {
+        if self.project.as_deref().is_some_and(|p| Some(p) != row.project.as_deref()) {
             return false;
         }
         if self.mode.as_deref().is_some_and(|m| m != row.mode) {
@@ -177,20 +173,9 @@ impl Report {
         bump(&mut self.by_mode, &row.mode, outcome);
         bump(&mut self.by_recommended, &row.recommended, outcome);
         bump(&mut self.by_actual, actual, outcome);
-        bump(
-            &mut self.by_day,
-            row.ts.get(..10).unwrap_or(&row.ts),
-            outcome,
-        );
-        bump(
-            &mut self.by_project,
-            row.project.as_deref().unwrap_or(NO_AGENT),
-            outcome,
-        );
-        *self
-            .matrix
-            .entry((row.recommended.to_string(), actual.to_string()))
-            .or_default() += 1;
+        bump(&mut self.by_day, row.ts.get(..10).unwrap_or(&row.ts), outcome);
+        bump(&mut self.by_project, row.project.as_deref().unwrap_or(NO_AGENT), outcome);
+        *self.matrix.entry((row.recommended.to_string(), actual.to_string())).or_default() += 1;
         *self.tiers.entry(row.tier.to_string()).or_default() += 1;
     }
 
@@ -284,19 +269,11 @@ fn classify_line(line: &[u8]) -> Line {
 
 /// The leading digits of `rest` as a version number (at most 9 digits).
 fn parse_version(rest: &[u8]) -> Option<u32> {
-    let digits = rest
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .take(10)
-        .count();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).take(10).count();
     if digits == 0 || digits > 9 {
         return None;
     }
-    Some(
-        rest[..digits]
-            .iter()
-            .fold(0, |n, d| n * 10 + u32::from(d - b'0')),
-    )
+    Some(rest[..digits].iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
 }
 
 /// Bytes read per step by each reader; one buffer per thread bounds memory.
@@ -308,8 +285,7 @@ const PARALLEL_FROM_BYTES: u64 = 8 * 1024 * 1024;
 /// in parallel, each with its own buffer: a line belongs to the range it starts in. Memory is
 /// about `CHUNK_BYTES` per thread, whatever the file's size.
 pub fn read_ledger(path: &Path, filter: &Filter, threads: usize) -> Result<Report> {
-    let file =
-        File::open(path).with_context(|| format!("could not open ledger {}", path.display()))?;
+    let file = File::open(path).with_context(|| format!("could not open ledger {}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let threads = threads.max(1) as u64;
     let context = || format!("could not read ledger {}", path.display());
@@ -338,10 +314,7 @@ pub fn read_ledger(path: &Path, filter: &Filter, threads: usize) -> Result<Repor
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("a report worker panicked")))
-            })
+            .map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("a report worker panicked"))))
             .collect()
     });
     let mut report = Report::default();
@@ -370,11 +343,7 @@ struct Range {
 
 impl Range {
     fn whole() -> Range {
-        Range {
-            skip_partial_first_line: false,
-            owned_bytes: u64::MAX,
-            last: true,
-        }
+        Range { skip_partial_first_line: false, owned_bytes: u64::MAX, last: true }
     }
 }
 
@@ -433,8 +402,7 @@ fn scan(mut reader: impl Read, range: Range, filter: &Filter) -> std::io::Result
         }
         if n == 0 {
             let unterminated = filled > pos;
-            if unterminated && !skipping && range.last && offset + (pos as u64) < range.owned_bytes
-            {
+            if unterminated && !skipping && range.last && offset + (pos as u64) < range.owned_bytes {
                 report.skipped.torn += 1;
             }
             return Ok(report);
@@ -463,13 +431,7 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 mod tests {
     use super::*;
 
-    fn outcome_line(
-        day: &str,
-        mode: &str,
-        recommended: &str,
-        outcome: &str,
-        actual: Option<&str>,
-    ) -> String {
+    fn outcome_line(day: &str, mode: &str, recommended: &str, outcome: &str, actual: Option<&str>) -> String {
         let actual = actual.map_or("null".to_string(), |a| format!("\"{a}\""));
         format!(
             r#"{{"v":1,"ts":"{day}T10:00:00.000Z","session":"s-{mode}","prompt_id":"p","kind":"outcome","mode":"{mode}","project":"/w/{mode}","recommended":"{recommended}","tier":"weak","model":"haiku","outcome":"{outcome}","actual":{actual},"called":[],"closed_by":"stop"}}"#
@@ -487,7 +449,8 @@ mod tests {
             outcome_line("2026-11-02", "orchestrate", "sonnet-general", "followed", Some("sonnet-general")),
             outcome_line("2026-11-03", "directive", "haiku-general", "deviated", Some("general-purpose")),
             outcome_line("2026-11-03", "directive", "haiku-general", "interrupted", None),
-            r#"{"v":1,"ts":"2026-11-03T10:00:00.000Z","session":"s","kind":"route","mode":"directive"}"#.to_string(),
+            r#"{"v":1,"ts":"2026-11-03T10:00:00.000Z","session":"s","kind":"route","mode":"directive"}"#
+                .to_string(),
             "garbage".to_string(),
             r#"{"v":7,"ts":"2026-11-03T10:00:00.000Z","kind":"outcome"}"#.to_string(),
             r#"{"v":1,"ts":"x","kind":"outcome","broken":tru}"#.to_string(),
@@ -501,128 +464,58 @@ mod tests {
         let path = tmp.path().join("ledger.jsonl");
         std::fs::write(&path, text).unwrap();
         let from_file = read_ledger(&path, filter, threads).unwrap();
-        assert_eq!(
-            from_file,
-            read_ledger_from(text.as_bytes(), filter).unwrap(),
-            "file and stream agree"
-        );
+        assert_eq!(from_file, read_ledger_from(text.as_bytes(), filter).unwrap(), "file and stream agree");
         from_file
     }
 
     #[test]
     fn hand_computed_tables() {
         let report = report_of(&sample_ledger(), &Filter::default(), 1);
-        let overall = Tally {
-            followed: 4,
-            deviated: 2,
-            ignored: 1,
-            interrupted: 1,
-        };
+        let overall = Tally { followed: 4, deviated: 2, ignored: 1, interrupted: 1 };
         assert_eq!(report.overall, overall);
         assert_eq!(report.overall.compliance_rate(), Some(4.0 / 7.0));
         assert_eq!(
             report.by_mode["directive"],
-            Tally {
-                followed: 2,
-                deviated: 2,
-                ignored: 1,
-                interrupted: 1
-            }
+            Tally { followed: 2, deviated: 2, ignored: 1, interrupted: 1 }
         );
-        assert_eq!(
-            report.by_mode["orchestrate"],
-            Tally {
-                followed: 2,
-                ..Default::default()
-            }
-        );
+        assert_eq!(report.by_mode["orchestrate"], Tally { followed: 2, ..Default::default() });
         assert_eq!(report.by_recommended["haiku-general"].turns(), 4);
         assert_eq!(report.by_actual["general-purpose"].deviated, 2);
-        assert_eq!(
-            report.by_actual[NO_AGENT],
-            Tally {
-                ignored: 1,
-                interrupted: 1,
-                ..Default::default()
-            }
-        );
-        assert_eq!(
-            report.by_day["2026-11-02"],
-            Tally {
-                followed: 2,
-                ignored: 1,
-                ..Default::default()
-            }
-        );
-        assert_eq!(
-            report.matrix[&("haiku-general".into(), "general-purpose".into())],
-            2
-        );
+        assert_eq!(report.by_actual[NO_AGENT], Tally { ignored: 1, interrupted: 1, ..Default::default() });
+        assert_eq!(report.by_day["2026-11-02"], Tally { followed: 2, ignored: 1, ..Default::default() });
+        assert_eq!(report.matrix[&("haiku-general".into(), "general-purpose".into())], 2);
         assert_eq!(report.tiers["weak"], 8);
-        assert_eq!(
-            report.top_deviations(5),
-            vec![("haiku-general", "general-purpose", 2)]
-        );
+        assert_eq!(report.top_deviations(5), vec![("haiku-general", "general-purpose", 2)]);
         assert_eq!(report.records, 9);
-        assert_eq!(
-            report.skipped,
-            Skipped {
-                corrupt: 2,
-                torn: 1,
-                newer_version: 1
-            }
-        );
+        assert_eq!(report.skipped, Skipped { corrupt: 2, torn: 1, newer_version: 1 });
     }
 
     #[test]
     fn filters() {
-        let by_mode = Filter {
-            mode: Some("orchestrate".into()),
-            ..Default::default()
-        };
+        let by_mode = Filter { mode: Some("orchestrate".into()), ..Default::default() };
         assert_eq!(report_of(&sample_ledger(), &by_mode, 1).overall.followed, 2);
-        let since = Filter {
-            since: Some("2026-11-02T00:00:00Z".parse().unwrap()),
-            ..Default::default()
-        };
+        let since = Filter { since: Some("2026-11-02T00:00:00Z".parse().unwrap()), ..Default::default() };
         // 2026-11-02: ignored, followed, followed; 2026-11-03: deviated (interrupted not counted).
         assert_eq!(report_of(&sample_ledger(), &since, 1).overall.turns(), 4);
-        let until = Filter {
-            until: Some("2026-11-02T00:00:00Z".parse().unwrap()),
-            ..Default::default()
-        };
+        let until = Filter { until: Some("2026-11-02T00:00:00Z".parse().unwrap()), ..Default::default() };
         assert_eq!(report_of(&sample_ledger(), &until, 1).overall.turns(), 3);
-        let project = Filter {
-            project: Some("/w/orchestrate".into()),
-            ..Default::default()
-        };
+        let project = Filter { project: Some("/w/orchestrate".into()), ..Default::default() };
         assert_eq!(report_of(&sample_ledger(), &project, 1).overall.turns(), 2);
-        let session = Filter {
-            session: Some("nope".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            report_of(&sample_ledger(), &session, 1).overall,
-            Tally::default()
-        );
+        let session = Filter { session: Some("nope".into()), ..Default::default() };
+        assert_eq!(report_of(&sample_ledger(), &session, 1).overall, Tally::default());
     }
 
     #[test]
     fn chunking_and_threads_do_not_change_the_result() {
         let text = sample_ledger(); // ends with a torn line
-        let many: String = std::iter::repeat_n(
-            sample_ledger().rsplit_once('\n').unwrap().0.to_string() + "\n",
-            4_000,
-        )
-        .collect();
+        let many: String =
+            std::iter::repeat_n(sample_ledger().rsplit_once('\n').unwrap().0.to_string() + "\n", 4_000)
+                .collect();
         let single = report_of(&many, &Filter::default(), 1);
         let parallel = report_of(&many, &Filter::default(), 4);
         assert_eq!(single, parallel);
         assert_eq!(single.overall.followed, 4 * 4_000);
-        assert!(
-            many.len() > 2 * CHUNK_BYTES,
-            "the input spans several chunks"
-        );
+        assert!(many.len() > 2 * CHUNK_BYTES, "the input spans several chunks");
         assert_eq!(report_of(&text, &Filter::default(), 3).skipped.torn, 1);
 
         // A torn tail and a line longer than a chunk, read by several threads.

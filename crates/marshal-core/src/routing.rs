@@ -18,7 +18,7 @@ pub struct Recommendation {
     pub tier: Tier,
     pub model: String,
     /// 0.0 to 1.0: how clearly the signals pointed at this tier.
-    pub confidence: f32,
+    pub confidence: f64,
     pub reasons: Vec<String>,
 }
 
@@ -49,7 +49,7 @@ pub fn route(prompt: &str) -> Decision {
         return Decision::Abstain(reason);
     }
     let words = Words::new(prompt);
-    if is_chit_chat(&words) {
+    if is_chit_chat(prompt, &words) {
         return Decision::Abstain(AbstainReason::ChitChat);
     }
     Decision::Route(recommend(&words))
@@ -67,16 +67,43 @@ fn abstain_reason(trimmed: &str) -> Option<AbstainReason> {
     }
 }
 
-/// `/compact`, `/review 12`, `/plugin:cmd` are commands; `/etc/hosts is broken` is not.
+/// Top-level directories of a Unix file system: `/tmp is full` names a path, not a command.
+const ROOT_DIRS: &[&str] = &[
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "home",
+    "lib",
+    "lib64",
+    "media",
+    "mnt",
+    "opt",
+    "proc",
+    "root",
+    "run",
+    "sbin",
+    "srv",
+    "sys",
+    "tmp",
+    "usr",
+    "var",
+    "work",
+    "workspace",
+    "Users",
+    "Volumes",
+];
+
+/// `/compact`, `/review 12`, `/plugin:cmd` are commands; `/etc/hosts is broken` and `/tmp is
+/// full` are not.
 fn is_slash_command(trimmed: &str) -> bool {
-    let Some(rest) = trimmed.strip_prefix('/') else {
-        return false;
-    };
+    let Some(rest) = trimmed.strip_prefix('/') else { return false };
     let command = rest.split_whitespace().next().unwrap_or("");
+    if ROOT_DIRS.contains(&command) {
+        return false;
+    }
     command.starts_with(|c: char| c.is_ascii_alphabetic())
-        && command
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
+        && command.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
 }
 
 /// Words that, on their own, make a message social rather than a request.
@@ -133,17 +160,28 @@ const CHIT_CHAT_WORDS: &[&str] = &[
     "wow",
     "sounds",
     "got",
-    "great",
     "love",
+    "merci",
+    "beaucoup",
+    "danke",
+    "gracias",
+    "grazie",
+    "obrigado",
+    "ciao",
+    "hola",
+    "bonjour",
 ];
 
-fn is_chit_chat(words: &Words) -> bool {
+/// Up to this many characters, a prompt with no ASCII word at all ("👍", "谢谢", "?") is taken
+/// as chit-chat; longer ones are requests in another script and are routed.
+const WORDLESS_CHIT_CHAT_CHARS: usize = 12;
+
+fn is_chit_chat(prompt: &str, words: &Words) -> bool {
     let count = words.list.len();
-    (1..=8).contains(&count)
-        && words
-            .list
-            .iter()
-            .all(|w| CHIT_CHAT_WORDS.contains(&w.as_str()))
+    if count == 0 {
+        return prompt.trim().chars().count() <= WORDLESS_CHIT_CHAT_CHARS;
+    }
+    count <= 8 && words.list.iter().all(|w| CHIT_CHAT_WORDS.contains(&w.as_str()))
 }
 
 /// A keyword signal: a word stem (matches words that start with it) or a phrase of whole words.
@@ -154,89 +192,92 @@ struct Signal {
 }
 
 const fn signal(tier: Tier, pattern: &'static str, weight: f32) -> Signal {
-    Signal {
-        tier,
-        pattern,
-        weight,
-    }
+    Signal { tier, pattern, weight }
 }
 
-/// Stems match word prefixes (`refactor` matches `refactoring`); patterns with a space match
-/// consecutive whole words. Weights: 1.0 clear, 0.5 suggestive.
+/// A pattern is a whole word (`fix`), a stem ending in `*` that matches any word starting with
+/// it (`refactor*` matches `refactoring`), or several words matched in sequence
+/// (`root cause*`). A word right after a negation ("don't refactor", "no tests") does not count.
+/// Weights: 1.0 clear, 0.5 suggestive; 1.5 for the clearest hard-task signals.
 const SIGNALS: &[Signal] = &[
     // Chores: cheap and fast.
-    signal(Tier::Weak, "rename", 1.0),
-    signal(Tier::Weak, "typo", 1.0),
+    signal(Tier::Weak, "rename*", 1.0),
+    signal(Tier::Weak, "typo*", 1.0),
     signal(Tier::Weak, "spelling", 1.0),
-    signal(Tier::Weak, "reformat", 1.0),
-    signal(Tier::Weak, "format", 0.5),
-    signal(Tier::Weak, "lint", 1.0),
+    signal(Tier::Weak, "reformat*", 1.0),
+    signal(Tier::Weak, "format*", 0.5),
+    signal(Tier::Weak, "lint*", 1.0),
     signal(Tier::Weak, "whitespace", 1.0),
-    signal(Tier::Weak, "indent", 1.0),
-    signal(Tier::Weak, "docstring", 1.0),
+    signal(Tier::Weak, "indent*", 1.0),
+    signal(Tier::Weak, "docstring*", 1.0),
     signal(Tier::Weak, "readme", 0.5),
     signal(Tier::Weak, "changelog", 1.0),
-    signal(Tier::Weak, "bump", 1.0),
+    signal(Tier::Weak, "bump*", 1.0),
     signal(Tier::Weak, "list", 0.5),
-    signal(Tier::Weak, "grep", 1.0),
+    signal(Tier::Weak, "grep*", 1.0),
     signal(Tier::Weak, "find", 0.5),
     signal(Tier::Weak, "locate", 0.5),
     signal(Tier::Weak, "count", 0.5),
-    signal(Tier::Weak, "summari", 0.5),
+    signal(Tier::Weak, "summari*", 0.5),
     signal(Tier::Weak, "translate", 0.5),
     signal(Tier::Weak, "sort", 0.5),
     signal(Tier::Weak, "unused", 1.0),
     signal(Tier::Weak, "comment", 0.5),
+    signal(Tier::Weak, "comments", 0.5),
     signal(Tier::Weak, "where is", 1.0),
     signal(Tier::Weak, "what is", 0.5),
     signal(Tier::Weak, "show me", 1.0),
     signal(Tier::Weak, "quick", 0.5),
     signal(Tier::Weak, "simple", 0.5),
+    signal(Tier::Weak, "just", 0.5),
     // Everyday engineering.
-    signal(Tier::Base, "implement", 1.0),
+    signal(Tier::Base, "implement*", 1.0),
     signal(Tier::Base, "add", 0.5),
+    signal(Tier::Base, "adding", 0.5),
     signal(Tier::Base, "write", 0.5),
     signal(Tier::Base, "create", 0.5),
     signal(Tier::Base, "build", 0.5),
     signal(Tier::Base, "fix", 1.0),
+    signal(Tier::Base, "fixing", 1.0),
     signal(Tier::Base, "bug", 1.0),
-    signal(Tier::Base, "test", 1.0),
-    signal(Tier::Base, "feature", 1.0),
-    signal(Tier::Base, "endpoint", 1.0),
-    signal(Tier::Base, "function", 0.5),
-    signal(Tier::Base, "debug", 1.0),
-    signal(Tier::Base, "error", 0.5),
-    signal(Tier::Base, "crash", 1.0),
+    signal(Tier::Base, "bugs", 1.0),
+    signal(Tier::Base, "test*", 1.0),
+    signal(Tier::Base, "feature*", 1.0),
+    signal(Tier::Base, "endpoint*", 1.0),
+    signal(Tier::Base, "function*", 0.5),
+    signal(Tier::Base, "debug*", 1.0),
+    signal(Tier::Base, "error*", 0.5),
+    signal(Tier::Base, "crash*", 1.0),
     signal(Tier::Base, "failing", 1.0),
     signal(Tier::Base, "update", 0.5),
-    signal(Tier::Base, "explain", 0.5),
+    signal(Tier::Base, "explain*", 0.5),
     // Hard work: worth the strongest model.
-    signal(Tier::Strong, "architect", 1.5),
-    signal(Tier::Strong, "design", 1.0),
-    signal(Tier::Strong, "redesign", 1.5),
-    signal(Tier::Strong, "refactor", 1.0),
-    signal(Tier::Strong, "rewrite", 1.0),
-    signal(Tier::Strong, "migrat", 1.0),
-    signal(Tier::Strong, "concurren", 1.5),
-    signal(Tier::Strong, "race condition", 1.5),
-    signal(Tier::Strong, "deadlock", 1.5),
+    signal(Tier::Strong, "architect*", 1.5),
+    signal(Tier::Strong, "design*", 1.0),
+    signal(Tier::Strong, "redesign*", 1.5),
+    signal(Tier::Strong, "refactor*", 1.0),
+    signal(Tier::Strong, "rewrite*", 1.0),
+    signal(Tier::Strong, "migrat*", 1.0),
+    signal(Tier::Strong, "concurren*", 1.5),
+    signal(Tier::Strong, "race condition*", 1.5),
+    signal(Tier::Strong, "deadlock*", 1.5),
     signal(Tier::Strong, "security", 1.5),
-    signal(Tier::Strong, "vulnerab", 1.5),
-    signal(Tier::Strong, "threat model", 1.5),
+    signal(Tier::Strong, "vulnerab*", 1.5),
+    signal(Tier::Strong, "threat model*", 1.5),
     signal(Tier::Strong, "performance", 1.0),
-    signal(Tier::Strong, "optimi", 1.0),
-    signal(Tier::Strong, "bottleneck", 1.0),
-    signal(Tier::Strong, "scalab", 1.5),
+    signal(Tier::Strong, "optimi*", 1.0),
+    signal(Tier::Strong, "bottleneck*", 1.0),
+    signal(Tier::Strong, "scalab*", 1.5),
     signal(Tier::Strong, "distributed", 1.5),
     signal(Tier::Strong, "consensus", 1.5),
-    signal(Tier::Strong, "root cause", 1.5),
-    signal(Tier::Strong, "investigat", 1.0),
-    signal(Tier::Strong, "algorithm", 1.0),
-    signal(Tier::Strong, "trade off", 1.0),
-    signal(Tier::Strong, "tradeoff", 1.0),
-    signal(Tier::Strong, "memory leak", 1.5),
+    signal(Tier::Strong, "root cause*", 1.5),
+    signal(Tier::Strong, "investigat*", 1.0),
+    signal(Tier::Strong, "algorithm*", 1.0),
+    signal(Tier::Strong, "trade off*", 1.0),
+    signal(Tier::Strong, "tradeoff*", 1.0),
+    signal(Tier::Strong, "memory leak*", 1.5),
     signal(Tier::Strong, "flaky", 1.0),
-    signal(Tier::Strong, "intermittent", 1.0),
+    signal(Tier::Strong, "intermittent*", 1.0),
     signal(Tier::Strong, "from scratch", 1.0),
     signal(Tier::Strong, "end to end", 0.5),
 ];
@@ -256,27 +297,36 @@ impl Words {
             .filter(|w| !w.is_empty())
             .map(str::to_ascii_lowercase)
             .collect();
-        let paths = prompt
-            .split_whitespace()
-            .filter(|t| looks_like_path(t))
-            .count();
+        let paths = prompt.split_whitespace().filter(|t| looks_like_path(t)).count();
         let total_words = prompt.split_whitespace().count();
-        Words {
-            list,
-            total_words,
-            paths,
-        }
+        Words { list, total_words, paths }
     }
 
+    /// Whether `pattern` (see [`SIGNALS`]) occurs, not right after a negation.
     fn matches(&self, pattern: &str) -> bool {
-        if pattern.contains(' ') {
-            let phrase: Vec<&str> = pattern.split(' ').collect();
-            self.list
-                .windows(phrase.len())
-                .any(|window| window.iter().zip(&phrase).all(|(w, p)| w == p))
-        } else {
-            self.list.iter().any(|w| w.starts_with(pattern))
-        }
+        let (body, stem) = match pattern.strip_suffix('*') {
+            Some(body) => (body, true),
+            None => (pattern, false),
+        };
+        let parts: Vec<&str> = body.split(' ').collect();
+        let last = parts.len() - 1;
+        self.list.windows(parts.len()).enumerate().any(|(at, window)| {
+            let hit = window.iter().zip(&parts).enumerate().all(|(i, (word, part))| {
+                if i == last && stem {
+                    word.starts_with(part)
+                } else {
+                    word == part
+                }
+            });
+            hit && !self.negated_before(at)
+        })
+    }
+
+    /// "don't X", "do not X", "no X", "never X", "without X", "avoid X", "skip X".
+    fn negated_before(&self, at: usize) -> bool {
+        let word = |back: usize| at.checked_sub(back).map(|i| self.list[i].as_str());
+        matches!(word(1), Some("not" | "no" | "never" | "without" | "avoid" | "skip" | "dont"))
+            || (word(2) == Some("don") && word(1) == Some("t"))
     }
 }
 
@@ -303,9 +353,7 @@ fn looks_like_path(token: &str) -> bool {
     }
     match token.rsplit_once('.') {
         Some((stem, ext)) => {
-            !stem.is_empty()
-                && (1..=5).contains(&ext.len())
-                && ext.chars().all(|c| c.is_ascii_alphabetic())
+            !stem.is_empty() && (1..=5).contains(&ext.len()) && ext.chars().all(|c| c.is_ascii_alphabetic())
         }
         None => false,
     }
@@ -342,15 +390,11 @@ fn recommend(words: &Words) -> Recommendation {
             .filter(|s| s.tier == tier && words.matches(s.pattern))
             .map(|s| {
                 scores.add(tier, s.weight);
-                s.pattern
+                s.pattern.trim_end_matches('*')
             })
             .collect();
         if !hits.is_empty() {
-            reasons.push(format!(
-                "{} keywords: {}",
-                tier_label(tier),
-                hits.join(", ")
-            ));
+            reasons.push(format!("{} keywords: {}", tier_label(tier), hits.join(", ")));
         }
     }
     if words.total_words > LONG_REQUEST_WORDS {
@@ -358,10 +402,7 @@ fn recommend(words: &Words) -> Recommendation {
         reasons.push(format!("long request ({} words)", words.total_words));
     } else if words.total_words > MEDIUM_REQUEST_WORDS {
         scores.add(Tier::Base, 1.0);
-        reasons.push(format!(
-            "medium-length request ({} words)",
-            words.total_words
-        ));
+        reasons.push(format!("medium-length request ({} words)", words.total_words));
     }
     if words.paths >= MANY_PATHS {
         scores.add(Tier::Strong, 1.0);
@@ -405,8 +446,8 @@ fn choose_tier(scores: &Scores, total_words: usize) -> (Tier, f32) {
     }
 }
 
-fn confidence(margin: f32) -> f32 {
-    let raw = 0.5 + 0.15 * margin;
+fn confidence(margin: f32) -> f64 {
+    let raw = 0.5 + 0.15 * f64::from(margin);
     (raw.clamp(0.4, 0.95) * 100.0).round() / 100.0
 }
 
@@ -458,6 +499,30 @@ mod tests {
     #[test]
     fn a_path_is_not_a_slash_command() {
         assert_eq!(tier_of("/etc/hosts is broken, fix it"), Tier::Base);
+        assert_eq!(tier_of("/tmp is full, clean it up"), Tier::Base);
+    }
+
+    #[test]
+    fn wordless_short_prompts_and_other_languages_thanks_are_chit_chat() {
+        for prompt in ["👍", "谢谢", "?", "merci beaucoup", "danke!"] {
+            assert_eq!(abstains(prompt), AbstainReason::ChitChat, "{prompt}");
+        }
+        assert_eq!(tier_of("请帮我修复登录页面在密码为空时崩溃的问题，并补充测试用例"), Tier::Base);
+    }
+
+    #[test]
+    fn negated_keywords_do_not_count() {
+        assert_eq!(tier_of("don't refactor anything, just fix the typo"), Tier::Weak);
+        assert_eq!(tier_of("rename foo, no redesign please"), Tier::Weak);
+    }
+
+    #[test]
+    fn whole_words_only_unless_a_stem() {
+        // "address" is not "add", "country" is not "count".
+        let Decision::Route(rec) = route("the address field in the country table") else { panic!() };
+        assert!(rec.reasons.iter().all(|r| !r.contains("add") && !r.contains("count")), "{:?}", rec.reasons);
+        let Decision::Route(rec) = route("refactoring the parser") else { panic!() };
+        assert_eq!(rec.tier, Tier::Strong);
     }
 
     #[test]
@@ -466,35 +531,14 @@ mod tests {
             ("rename foo to bar in utils.py", Tier::Weak),
             ("fix the typo in the README", Tier::Weak),
             ("where is the config loaded?", Tier::Weak),
-            (
-                "bump the version to 1.2.0 and update the changelog",
-                Tier::Weak,
-            ),
-            (
-                "implement a REST endpoint that returns the user's orders",
-                Tier::Base,
-            ),
+            ("bump the version to 1.2.0 and update the changelog", Tier::Weak),
+            ("implement a REST endpoint that returns the user's orders", Tier::Base),
             ("add tests for the parser", Tier::Base),
-            (
-                "the login page crashes when the password is empty, fix it",
-                Tier::Base,
-            ),
-            (
-                "design the architecture for multi-region failover",
-                Tier::Strong,
-            ),
-            (
-                "quick question about our distributed consensus design",
-                Tier::Strong,
-            ),
-            (
-                "find the root cause of the deadlock in the job scheduler",
-                Tier::Strong,
-            ),
-            (
-                "refactor the storage layer to support pluggable backends",
-                Tier::Strong,
-            ),
+            ("the login page crashes when the password is empty, fix it", Tier::Base),
+            ("design the architecture for multi-region failover", Tier::Strong),
+            ("quick question about our distributed consensus design", Tier::Strong),
+            ("find the root cause of the deadlock in the job scheduler", Tier::Strong),
+            ("refactor the storage layer to support pluggable backends", Tier::Strong),
         ];
         for (prompt, tier) in table {
             assert_eq!(tier_of(prompt), tier, "{prompt}");
@@ -511,9 +555,7 @@ mod tests {
 
     #[test]
     fn recommendation_carries_agent_model_and_reasons() {
-        let Decision::Route(rec) = route("rename foo to bar") else {
-            panic!()
-        };
+        let Decision::Route(rec) = route("rename foo to bar") else { panic!() };
         assert_eq!(rec.agent, "haiku-general");
         assert_eq!(rec.subagent_type, "marshal:haiku-general");
         assert_eq!(rec.model, "haiku");
@@ -523,9 +565,7 @@ mod tests {
 
     #[test]
     fn no_signal_defaults_to_base_with_low_confidence() {
-        let Decision::Route(rec) = route("the quarterly numbers for the widget team") else {
-            panic!()
-        };
+        let Decision::Route(rec) = route("the quarterly numbers for the widget team") else { panic!() };
         assert_eq!(rec.tier, Tier::Base);
         assert_eq!(rec.confidence, 0.5);
         assert!(rec.reasons.iter().any(|r| r.contains("no clear signal")));
@@ -541,14 +581,9 @@ mod tests {
 
     #[test]
     fn directive_is_short_and_names_the_exact_subagent_type() {
-        let Decision::Route(rec) = route("rename foo") else {
-            panic!()
-        };
+        let Decision::Route(rec) = route("rename foo") else { panic!() };
         let text = directive_text(&rec);
-        assert!(
-            text.contains("subagent_type: \"marshal:haiku-general\""),
-            "{text}"
-        );
+        assert!(text.contains("subagent_type: \"marshal:haiku-general\""), "{text}");
         // Rough token estimate: about four characters per token.
         assert!(text.len() / 4 < 60, "{} chars", text.len());
     }

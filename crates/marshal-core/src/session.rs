@@ -61,17 +61,12 @@ pub enum JournalEntry {
     /// A routed turn began (replaces an open turn with the same prompt id).
     Open(OpenTurn),
     /// The main agent called an agent during the turn `prompt_id`.
-    Call {
-        prompt_id: Option<String>,
-        subagent_type: String,
-    },
+    Call { prompt_id: Option<String>, subagent_type: String },
 }
 
 impl SessionState {
     pub fn turn_mut(&mut self, prompt_id: Option<&str>) -> Option<&mut OpenTurn> {
-        self.open_turns
-            .iter_mut()
-            .find(|t| t.prompt_id.as_deref() == prompt_id)
+        self.open_turns.iter_mut().find(|t| t.prompt_id.as_deref() == prompt_id)
     }
 
     fn apply(&mut self, entry: JournalEntry) {
@@ -80,10 +75,7 @@ impl SessionState {
                 self.open_turns.retain(|t| t.prompt_id != turn.prompt_id);
                 self.open_turns.push(turn);
             }
-            JournalEntry::Call {
-                prompt_id,
-                subagent_type,
-            } => {
+            JournalEntry::Call { prompt_id, subagent_type } => {
                 if let Some(turn) = self.turn_mut(prompt_id.as_deref()) {
                     turn.calls.push(subagent_type);
                 }
@@ -107,22 +99,12 @@ pub fn load(path: &Path) -> Loaded {
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Loaded {
-                state,
-                problem: None,
-                bytes: 0,
-            }
+            return Loaded { state, problem: None, bytes: 0 }
         }
         Err(err) => {
-            let problem = Some(format!(
-                "could not read session journal {}: {err}; starting over",
-                path.display()
-            ));
-            return Loaded {
-                state,
-                problem,
-                bytes: 0,
-            };
+            let problem =
+                Some(format!("could not read session journal {}: {err}; starting over", path.display()));
+            return Loaded { state, problem, bytes: 0 };
         }
     };
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -131,11 +113,7 @@ pub fn load(path: &Path) -> Loaded {
             "session journal {} is over {MAX_JOURNAL_BYTES} bytes; starting over",
             path.display()
         ));
-        return Loaded {
-            state,
-            problem,
-            bytes,
-        };
+        return Loaded { state, problem, bytes };
     }
     let mut skipped = 0;
     for line in std::io::BufReader::new(file).split(b'\n') {
@@ -151,25 +129,14 @@ pub fn load(path: &Path) -> Loaded {
             _ => skipped += 1,
         }
     }
-    let problem = (skipped > 0).then(|| {
-        format!(
-            "session journal {}: skipped {skipped} unreadable line(s)",
-            path.display()
-        )
-    });
-    Loaded {
-        state,
-        problem,
-        bytes,
-    }
+    let problem = (skipped > 0)
+        .then(|| format!("session journal {}: skipped {skipped} unreadable line(s)", path.display()));
+    Loaded { state, problem, bytes }
 }
 
 /// Appends one entry to the journal.
 pub fn append(path: &Path, entry: JournalEntry) -> Result<()> {
-    let line = JournalLine {
-        v: SESSION_STATE_VERSION,
-        entry,
-    };
+    let line = JournalLine { v: SESSION_STATE_VERSION, entry };
     let mut bytes = serde_json::to_vec(&line).context("could not encode a session journal line")?;
     bytes.push(b'\n');
     fsutil::append_lines(path, &bytes)
@@ -182,12 +149,8 @@ pub fn rewrite(path: &Path, state: &SessionState) -> Result<()> {
     }
     let mut bytes = Vec::new();
     for turn in &state.open_turns {
-        let line = JournalLine {
-            v: SESSION_STATE_VERSION,
-            entry: JournalEntry::Open(turn.clone()),
-        };
-        serde_json::to_writer(&mut bytes, &line)
-            .context("could not encode a session journal line")?;
+        let line = JournalLine { v: SESSION_STATE_VERSION, entry: JournalEntry::Open(turn.clone()) };
+        serde_json::to_writer(&mut bytes, &line).context("could not encode a session journal line")?;
         bytes.push(b'\n');
     }
     fsutil::write_atomic(path, &bytes)
@@ -197,11 +160,19 @@ pub fn rewrite(path: &Path, state: &SessionState) -> Result<()> {
 /// appends to it instead of creating a file.
 pub fn clear(path: &Path) -> Result<()> {
     match std::fs::OpenOptions::new().write(true).open(path) {
-        Ok(file) => file
-            .set_len(0)
-            .with_context(|| format!("could not empty {}", path.display())),
+        Ok(file) => file.set_len(0).with_context(|| format!("could not empty {}", path.display())),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(err).with_context(|| format!("could not open {}", path.display())),
+    }
+}
+
+/// Deletes the journal: the session is over.
+pub fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("could not remove {}", path.display()))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -228,10 +199,7 @@ mod tests {
     }
 
     fn call(prompt_id: &str, agent: &str) -> JournalEntry {
-        JournalEntry::Call {
-            prompt_id: Some(prompt_id.into()),
-            subagent_type: agent.into(),
-        }
+        JournalEntry::Call { prompt_id: Some(prompt_id.into()), subagent_type: agent.into() }
     }
 
     #[test]
@@ -268,9 +236,7 @@ mod tests {
         append(&path, JournalEntry::Open(turn("p1"))).unwrap();
         clear(&path).unwrap();
         assert!(path.exists() && !has_entries(&path));
-        let state = SessionState {
-            open_turns: vec![turn("p2"), turn("p3")],
-        };
+        let state = SessionState { open_turns: vec![turn("p2"), turn("p3")] };
         rewrite(&path, &state).unwrap();
         assert_eq!(load(&path).state, state);
         clear(&tmp.path().join("missing.jsonl")).unwrap();

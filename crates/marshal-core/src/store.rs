@@ -32,9 +32,7 @@ impl Store {
 
     /// The journal of a session; the id is made safe, so it never leaves `sessions/`.
     pub fn session_path(&self, session: &str) -> PathBuf {
-        self.dir
-            .join(SESSIONS_DIR)
-            .join(format!("{}.jsonl", paths::safe_file_stem(session)))
+        self.dir.join(SESSIONS_DIR).join(format!("{}.jsonl", paths::safe_file_stem(session)))
     }
 
     /// Takes the store's one exclusive lock (ledger and session files alike), creating the
@@ -42,21 +40,61 @@ impl Store {
     pub fn lock(&self) -> Result<LockGuard> {
         // Creates the state directory too: every level marshal creates gets mode 0700.
         fsutil::ensure_private_dir(&self.dir.join(SESSIONS_DIR))?;
+        self.tighten_state_dir();
         lock_exclusive(&self.dir.join(LOCK_FILE), HOOK_LOCK_BUDGET)
     }
+
+    /// Claude Code creates the plugin's data directory with mode 0755; marshal's records are
+    /// private, so on first use (the directory holds nothing but what marshal just created) it
+    /// is narrowed to 0700. A directory that already held other files when marshal first used
+    /// it is shared (someone pointed `MARSHAL_STATE_DIR` at it) and is left alone.
+    #[cfg(unix)]
+    fn tighten_state_dir(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(&self.dir) else { return };
+        if meta.permissions().mode() & 0o077 == 0 {
+            return;
+        }
+        let first_use = std::fs::read_dir(&self.dir)
+            .is_ok_and(|entries| entries.flatten().all(|e| e.file_name() == SESSIONS_DIR));
+        if first_use {
+            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn tighten_state_dir(&self) {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
+    #[test]
+    fn a_loose_state_dir_of_ours_is_narrowed_but_a_shared_one_is_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().unwrap();
+        let ours = tmp.path().join("plugin-data");
+        std::fs::create_dir(&ours).unwrap();
+        std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(Store::new(&ours).lock().unwrap());
+        assert_eq!(mode(&ours), 0o700);
+
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::write(shared.join("someone-elses-file"), "x").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(Store::new(&shared).lock().unwrap());
+        drop(Store::new(&shared).lock().unwrap());
+        assert_eq!(mode(&shared), 0o755);
+    }
+
     #[test]
     fn session_files_stay_inside_the_sessions_dir() {
         let store = Store::new("/state");
-        assert_eq!(
-            store.session_path("abc-1"),
-            PathBuf::from("/state/sessions/abc-1.jsonl")
-        );
+        assert_eq!(store.session_path("abc-1"), PathBuf::from("/state/sessions/abc-1.jsonl"));
         let hostile = store.session_path("../../etc/passwd");
         assert_eq!(hostile.parent(), Some(Path::new("/state/sessions")));
     }

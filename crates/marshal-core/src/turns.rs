@@ -47,26 +47,15 @@ pub fn handle(
                     Ok(warnings) => warnings,
                     Err(err) => vec![format!("turn not recorded: {err:#}")],
                 };
-                Ok((
-                    HookResponse::AdditionalContext(routing::directive_text(&rec)),
-                    warnings,
-                ))
+                Ok((HookResponse::AdditionalContext(routing::directive_text(&rec)), warnings))
             }
         },
-        Event::AgentCall { key, call } => {
-            Ok((HookResponse::Silent, record_call(store, &key, &call, now)?))
-        }
+        Event::AgentCall { key, call } => Ok((HookResponse::Silent, record_call(store, &key, &call, now)?)),
         Event::Stop { key, .. } => Ok((HookResponse::Silent, close_turns(store, &key, now)?)),
-        Event::SubagentStop {
-            key,
-            agent_id,
-            agent_type,
-        } => {
+        Event::SessionEnd { key } => Ok((HookResponse::Silent, end_session(store, &key, now)?)),
+        Event::SubagentStop { key, agent_id, agent_type } => {
             let _guard = store.lock()?;
-            let body = RecordBody::SubagentStop {
-                agent_id,
-                agent_type,
-            };
+            let body = RecordBody::SubagentStop { agent_id, agent_type };
             ledger::append(&store.ledger_path(), &[record(&key, now, body)])?;
             Ok((HookResponse::Silent, Vec::new()))
         }
@@ -74,13 +63,19 @@ pub fn handle(
     }
 }
 
+/// What to print when nothing can be recorded: the directive still helps the model.
+pub fn respond_without_recording(event: &Event) -> HookResponse {
+    match event {
+        Event::Prompt { prompt, .. } => match routing::route(prompt) {
+            Decision::Route(rec) => HookResponse::AdditionalContext(routing::directive_text(&rec)),
+            Decision::Abstain(_) => HookResponse::Silent,
+        },
+        _ => HookResponse::Silent,
+    }
+}
+
 fn record(key: &TurnKey, now: &str, body: RecordBody) -> Record {
-    Record::new(
-        now.to_string(),
-        key.session.clone(),
-        key.prompt_id.clone(),
-        body,
-    )
+    Record::new(now.to_string(), key.session.clone(), key.prompt_id.clone(), body)
 }
 
 /// Loads a session's open turns. The flag asks for a clean rewrite: a journal with unreadable
@@ -169,10 +164,7 @@ fn record_call(store: &Store, key: &TurnKey, call: &AgentCall, now: &str) -> Res
     };
     ledger::append(&store.ledger_path(), &[record(key, now, body)])?;
     if let Some(prompt_id) = turn_prompt_id {
-        let entry = JournalEntry::Call {
-            prompt_id,
-            subagent_type: call.subagent_type.clone(),
-        };
+        let entry = JournalEntry::Call { prompt_id, subagent_type: call.subagent_type.clone() };
         session::append(&path, entry)?;
     }
     Ok(warnings)
@@ -194,16 +186,29 @@ fn close_turns(store: &Store, key: &TurnKey, now: &str) -> Result<Warnings> {
         .iter()
         .map(|turn| {
             let own = key.prompt_id.is_none() || turn.prompt_id == key.prompt_id;
-            let closed_by = if own {
-                ClosedBy::Stop
-            } else {
-                ClosedBy::LaterStop
-            };
+            let closed_by = if own { ClosedBy::Stop } else { ClosedBy::LaterStop };
             outcome_record(key, turn, closed_by, now)
         })
         .collect();
     ledger::append(&store.ledger_path(), &records)?;
     session::clear(&path)?;
+    Ok(warnings)
+}
+
+/// The session is over: turns still open never got their Stop. They are closed (outcome from
+/// their calls, else `interrupted`) and the session's journal is removed.
+fn end_session(store: &Store, key: &TurnKey, now: &str) -> Result<Warnings> {
+    let mut warnings = Vec::new();
+    let path = store.session_path(&key.session);
+    if !path.exists() {
+        return Ok(warnings);
+    }
+    let _guard = store.lock()?;
+    let (state, _) = load_session(store, &key.session, &mut warnings);
+    let records: Vec<Record> =
+        state.open_turns.iter().map(|turn| outcome_record(key, turn, ClosedBy::SessionEnd, now)).collect();
+    ledger::append(&store.ledger_path(), &records)?;
+    session::remove(&path)?;
     Ok(warnings)
 }
 
@@ -219,18 +224,10 @@ fn outcome_record(key: &TurnKey, turn: &OpenTurn, closed_by: ClosedBy, now: &str
         model: turn.model.clone(),
         outcome: verdict.outcome,
         actual: verdict.actual,
-        called: calls
-            .iter()
-            .map(|c| normalize_agent_name(c).to_string())
-            .collect(),
+        called: calls.iter().map(|c| normalize_agent_name(c).to_string()).collect(),
         closed_by,
     };
-    Record::new(
-        now.to_string(),
-        key.session.clone(),
-        turn.prompt_id.clone(),
-        body,
-    )
+    Record::new(now.to_string(), key.session.clone(), turn.prompt_id.clone(), body)
 }
 
 #[cfg(test)]
@@ -250,40 +247,32 @@ mod tests {
             let tmp = tempfile::tempdir().unwrap();
             let store = Store::new(tmp.path().join("state"));
             let mode = crate::mode::detect(&Default::default());
-            Harness {
-                _tmp: tmp,
-                store,
-                mode,
-            }
+            Harness { _tmp: tmp, store, mode }
         }
 
         fn send(&self, json: serde_json::Value) -> HookResponse {
             let event = Event::from_wire(parse_hook_input(json.to_string().as_bytes()).unwrap());
-            handle(event, &self.mode, &self.store, "2026-11-21T05:00:00.000Z")
-                .unwrap()
-                .0
+            handle(event, &self.mode, &self.store, "2026-11-21T05:00:00.000Z").unwrap().0
         }
 
         fn prompt(&self, prompt_id: &str, prompt: &str) -> HookResponse {
-            self.send(
-                serde_json::json!({"hook_event_name":"UserPromptSubmit","session_id":"s1",
-                "prompt_id":prompt_id,"cwd":"/w","prompt":prompt}),
-            )
+            self.send(serde_json::json!({"hook_event_name":"UserPromptSubmit","session_id":"s1",
+                "prompt_id":prompt_id,"cwd":"/w","prompt":prompt}))
         }
 
         fn call(&self, prompt_id: &str, subagent_type: &str, agent_id: Option<&str>) {
-            self.send(
-                serde_json::json!({"hook_event_name":"PreToolUse","session_id":"s1",
+            self.send(serde_json::json!({"hook_event_name":"PreToolUse","session_id":"s1",
                 "prompt_id":prompt_id,"tool_name":"Agent","agent_id":agent_id,
-                "tool_input":{"prompt":"x","description":"d","subagent_type":subagent_type}}),
-            );
+                "tool_input":{"prompt":"x","description":"d","subagent_type":subagent_type}}));
+        }
+
+        fn session_end(&self) {
+            self.send(serde_json::json!({"hook_event_name":"SessionEnd","session_id":"s1","reason":"other"}));
         }
 
         fn stop(&self, prompt_id: &str) {
-            self.send(
-                serde_json::json!({"hook_event_name":"Stop","session_id":"s1",
-                "prompt_id":prompt_id,"stop_hook_active":false}),
-            );
+            self.send(serde_json::json!({"hook_event_name":"Stop","session_id":"s1",
+                "prompt_id":prompt_id,"stop_hook_active":false}));
         }
 
         fn outcomes(&self) -> Vec<(Option<String>, Outcome, Option<String>, ClosedBy)> {
@@ -291,12 +280,9 @@ mod tests {
             records
                 .into_iter()
                 .filter_map(|r| match r.body {
-                    RecordBody::Outcome {
-                        outcome,
-                        actual,
-                        closed_by,
-                        ..
-                    } => Some((r.prompt_id, outcome, actual, closed_by)),
+                    RecordBody::Outcome { outcome, actual, closed_by, .. } => {
+                        Some((r.prompt_id, outcome, actual, closed_by))
+                    }
                     _ => None,
                 })
                 .collect()
@@ -324,35 +310,19 @@ mod tests {
         assert_eq!(
             h.outcomes(),
             vec![
-                (
-                    p("p1"),
-                    Outcome::Followed,
-                    p("haiku-general"),
-                    ClosedBy::Stop
-                ),
-                (
-                    p("p2"),
-                    Outcome::Deviated,
-                    p("general-purpose"),
-                    ClosedBy::Stop
-                ),
+                (p("p1"), Outcome::Followed, p("haiku-general"), ClosedBy::Stop),
+                (p("p2"), Outcome::Deviated, p("general-purpose"), ClosedBy::Stop),
                 (p("p3"), Outcome::Ignored, None, ClosedBy::Stop),
             ]
         );
-        assert!(
-            !session::has_entries(&h.store.session_path("s1")),
-            "closed sessions leave no open turn"
-        );
+        assert!(!session::has_entries(&h.store.session_path("s1")), "closed sessions leave no open turn");
     }
 
     #[test]
     fn abstained_prompts_and_task_notifications_record_nothing() {
         let h = Harness::new();
         assert_eq!(h.prompt("p1", "thanks!"), HookResponse::Silent);
-        assert_eq!(
-            h.prompt("p2", "<task-notification>\n<task-id>a</task-id>"),
-            HookResponse::Silent
-        );
+        assert_eq!(h.prompt("p2", "<task-notification>\n<task-id>a</task-id>"), HookResponse::Silent);
         h.stop("p2");
         assert!(!h.store.ledger_path().exists());
     }
@@ -363,10 +333,7 @@ mod tests {
         h.prompt("p1", "rename foo");
         h.call("p1", "marshal:opus-general", Some("agent-7"));
         h.stop("p1");
-        assert_eq!(
-            h.outcomes(),
-            vec![(p("p1"), Outcome::Ignored, None, ClosedBy::Stop)]
-        );
+        assert_eq!(h.outcomes(), vec![(p("p1"), Outcome::Ignored, None, ClosedBy::Stop)]);
     }
 
     #[test]
@@ -380,12 +347,7 @@ mod tests {
             h.outcomes(),
             vec![
                 (p("p1"), Outcome::Interrupted, None, ClosedBy::LaterStop),
-                (
-                    p("p2"),
-                    Outcome::Followed,
-                    p("haiku-general"),
-                    ClosedBy::Stop
-                ),
+                (p("p2"), Outcome::Followed, p("haiku-general"), ClosedBy::Stop),
             ]
         );
     }
@@ -396,28 +358,15 @@ mod tests {
         h.prompt("p1", "rename foo");
         h.call("p1", "marshal:haiku-general", None);
         h.stop("p1");
-        h.prompt(
-            "p2",
-            "<task-notification>\n<task-id>a</task-id>\n</task-notification>",
-        );
+        h.prompt("p2", "<task-notification>\n<task-id>a</task-id>\n</task-notification>");
         h.stop("p2");
-        assert_eq!(
-            h.outcomes(),
-            vec![(
-                p("p1"),
-                Outcome::Followed,
-                p("haiku-general"),
-                ClosedBy::Stop
-            )]
-        );
+        assert_eq!(h.outcomes(), vec![(p("p1"), Outcome::Followed, p("haiku-general"), ClosedBy::Stop)]);
     }
 
     #[test]
     fn off_mode_records_nothing() {
         let mut h = Harness::new();
-        h.mode = crate::mode::detect(&crate::mode::ModeEnv {
-            marshal_mode: Some("off".into()),
-        });
+        h.mode = crate::mode::detect(&crate::mode::ModeEnv { marshal_mode: Some("off".into()) });
         assert_eq!(h.prompt("p1", "rename foo"), HookResponse::Silent);
         h.call("p1", "marshal:haiku-general", None);
         h.stop("p1");
@@ -437,16 +386,32 @@ mod tests {
     }
 
     #[test]
+    fn session_end_closes_what_no_stop_closed_and_removes_the_journal() {
+        let h = Harness::new();
+        h.prompt("p1", "rename foo");
+        h.prompt("p2", "rename bar");
+        h.call("p2", "marshal:haiku-general", None);
+        h.session_end();
+        assert_eq!(
+            h.outcomes(),
+            vec![
+                (p("p1"), Outcome::Interrupted, None, ClosedBy::SessionEnd),
+                (p("p2"), Outcome::Followed, p("haiku-general"), ClosedBy::SessionEnd),
+            ]
+        );
+        assert!(!h.store.session_path("s1").exists());
+        h.session_end(); // a second SessionEnd finds nothing to do
+        assert_eq!(h.outcomes().len(), 2);
+    }
+
+    #[test]
     fn open_turns_are_capped() {
         let h = Harness::new();
         for i in 0..MAX_OPEN_TURNS + 2 {
             h.prompt(&format!("p{i}"), "rename foo");
         }
         let overflowed: Vec<_> = h.outcomes().into_iter().map(|o| (o.0, o.3)).collect();
-        assert_eq!(
-            overflowed,
-            vec![(p("p0"), ClosedBy::Overflow), (p("p1"), ClosedBy::Overflow)]
-        );
+        assert_eq!(overflowed, vec![(p("p0"), ClosedBy::Overflow), (p("p1"), ClosedBy::Overflow)]);
         let state = session::load(&h.store.session_path("s1")).state;
         assert_eq!(state.open_turns.len(), MAX_OPEN_TURNS);
     }

@@ -1,29 +1,53 @@
 //! The exact JSON Claude Code exchanges with hooks (verified on 2.1.329; see the contract notes).
 //!
-//! Every field is optional and unknown fields are ignored, so a newer Claude Code that adds or
-//! drops a field cannot break parsing. Domain code never sees these types: see [`crate::event`].
+//! Every field is optional, unknown fields are ignored, and a field of an unexpected type is
+//! read as absent, so a newer Claude Code that adds, drops or retypes a field cannot make an
+//! event unreadable. Domain code never sees these types: see [`crate::event`].
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// One hook event as it arrives on stdin. Fields of all events we handle, flattened.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct HookInput {
+    #[serde(deserialize_with = "lenient_string")]
     pub hook_event_name: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
     pub session_id: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
     pub cwd: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
     pub prompt_id: Option<String>,
     /// UserPromptSubmit.
+    #[serde(deserialize_with = "lenient_string")]
     pub prompt: Option<String>,
     /// PreToolUse.
+    #[serde(deserialize_with = "lenient_string")]
     pub tool_name: Option<String>,
     pub tool_input: Option<serde_json::Value>,
+    #[serde(deserialize_with = "lenient_string")]
     pub tool_use_id: Option<String>,
     /// Present on every event fired inside a subagent: the reliable "this is a subagent" signal.
+    #[serde(deserialize_with = "lenient_string")]
     pub agent_id: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
     pub agent_type: Option<String>,
     /// Stop and SubagentStop.
+    #[serde(deserialize_with = "lenient_bool")]
     pub stop_hook_active: Option<bool>,
+}
+
+/// Reads a string field; any other JSON type counts as absent rather than failing the event.
+fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(text) => Some(text),
+        _ => None,
+    })
+}
+
+/// Reads a boolean field; any other JSON type counts as absent.
+fn lenient_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    Ok(serde_json::Value::deserialize(deserializer)?.as_bool())
 }
 
 /// What a UserPromptSubmit hook prints to add context for the model.
@@ -132,14 +156,18 @@ mod tests {
     }
 
     #[test]
-    fn lone_surrogates_become_replacement_characters() {
-        let raw =
-            br#"{"hook_event_name":"UserPromptSubmit","prompt":"a\ud83d b \ud83d\ude00 c\\ud83d"}"#;
+    fn wrong_typed_fields_read_as_absent() {
+        let raw = br#"{"hook_event_name":"Stop","session_id":42,"prompt_id":["x"],"stop_hook_active":"no"}"#;
         let input = parse_hook_input(raw).unwrap();
-        assert_eq!(
-            input.prompt.as_deref(),
-            Some("a\u{FFFD} b \u{1F600} c\\ud83d")
-        );
+        assert_eq!(input.hook_event_name.as_deref(), Some("Stop"));
+        assert_eq!((input.session_id, input.prompt_id, input.stop_hook_active), (None, None, None));
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let raw = br#"{"hook_event_name":"UserPromptSubmit","prompt":"a\ud83d b \ud83d\ude00 c\\ud83d"}"#;
+        let input = parse_hook_input(raw).unwrap();
+        assert_eq!(input.prompt.as_deref(), Some("a\u{FFFD} b \u{1F600} c\\ud83d"));
     }
 
     #[test]
@@ -150,8 +178,7 @@ mod tests {
 
     #[test]
     fn additional_context_output_matches_claude_code_schema() {
-        let json =
-            serde_json::to_string(&AdditionalContextOutput::user_prompt_submit("hi")).unwrap();
+        let json = serde_json::to_string(&AdditionalContextOutput::user_prompt_submit("hi")).unwrap();
         assert_eq!(
             json,
             r#"{"hookSpecificOutput":{"hookEventName":"UserPromptSubmit","additionalContext":"hi"}}"#

@@ -59,9 +59,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--records" => {
-                records_wanted = args.next().context("--records needs a number")?.parse()?
-            }
+            "--records" => records_wanted = args.next().context("--records needs a number")?.parse()?,
             "--seed" => seed = args.next().context("--seed needs a number")?.parse()?,
             "-h" | "--help" => {
                 println!("usage: gen_ledger [--records N] [--seed S] OUT");
@@ -72,24 +70,21 @@ fn main() -> Result<()> {
         }
     }
     let out_path = out_path.context("usage: gen_ledger [--records N] [--seed S] OUT")?;
-    let file =
-        std::fs::File::create(&out_path).with_context(|| format!("could not create {out_path}"))?;
+    let file = std::fs::File::create(&out_path).with_context(|| format!("could not create {out_path}"))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut rng = Rng(seed.max(1));
-    let start =
-        chrono::DateTime::parse_from_rfc3339("2026-10-22T08:00:00Z")?.with_timezone(&chrono::Utc);
+    let start = chrono::DateTime::parse_from_rfc3339("2026-10-22T08:00:00Z")?.with_timezone(&chrono::Utc);
     let mut written = 0u64;
     let mut session_no = 0u64;
     let mut line = Vec::with_capacity(512);
-    let mut emit =
-        |record: &Record, out: &mut BufWriter<std::fs::File>, written: &mut u64| -> Result<()> {
-            line.clear();
-            serde_json::to_writer(&mut line, record)?;
-            line.push(b'\n');
-            out.write_all(&line)?;
-            *written += 1;
-            Ok(())
-        };
+    let mut emit = |record: &Record, out: &mut BufWriter<std::fs::File>, written: &mut u64| -> Result<()> {
+        line.clear();
+        serde_json::to_writer(&mut line, record)?;
+        line.push(b'\n');
+        out.write_all(&line)?;
+        *written += 1;
+        Ok(())
+    };
     while written < records_wanted {
         session_no += 1;
         let session = format!(
@@ -111,10 +106,7 @@ fn main() -> Result<()> {
                 (at + chrono::Duration::milliseconds(offset_ms))
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             };
-            let prompt_id = Some(format!(
-                "{session_no:x}-{turn:x}-{:x}",
-                rng.next() & 0xffff_ffff
-            ));
+            let prompt_id = Some(format!("{session_no:x}-{turn:x}-{:x}", rng.next() & 0xffff_ffff));
             let tier = [Tier::Weak, Tier::Base, Tier::Strong][rng.weighted(&[45, 40, 15])];
             let agent = tier.default_agent().to_string();
             let body = RecordBody::Route {
@@ -124,24 +116,16 @@ fn main() -> Result<()> {
                 subagent_type: format!("marshal:{agent}"),
                 tier,
                 model: tier.default_model().to_string(),
-                confidence: 0.5 + (rng.below(45) as f32) / 100.0,
+                confidence: 0.5 + (rng.below(45) as f64) / 100.0,
                 reasons: vec![format!(
                     "{} keywords: rename",
                     ["chore", "everyday", "hard-task"][rng.below(3) as usize]
                 )],
                 prompt_chars: 20 + rng.below(2000) as usize,
             };
-            emit(
-                &Record::new(ts(0), session.clone(), prompt_id.clone(), body),
-                &mut out,
-                &mut written,
-            )?;
-            let outcome = [
-                Outcome::Followed,
-                Outcome::Deviated,
-                Outcome::Ignored,
-                Outcome::Interrupted,
-            ][rng.weighted(&[65, 20, 13, 2])];
+            emit(&Record::new(ts(0), session.clone(), prompt_id.clone(), body), &mut out, &mut written)?;
+            let outcome = [Outcome::Followed, Outcome::Deviated, Outcome::Ignored, Outcome::Interrupted]
+                [rng.weighted(&[65, 20, 13, 2])];
             let called: Vec<String> = match outcome {
                 Outcome::Followed => vec![agent.clone()],
                 Outcome::Deviated => {
@@ -151,9 +135,7 @@ fn main() -> Result<()> {
             };
             for (i, agent_called) in called.iter().enumerate() {
                 let body = RecordBody::Call {
-                    subagent_type: if agent_called.contains('-')
-                        && agent_called.ends_with("general")
-                    {
+                    subagent_type: if agent_called.contains('-') && agent_called.ends_with("general") {
                         format!("marshal:{agent_called}")
                     } else {
                         agent_called.clone()
@@ -179,27 +161,15 @@ fn main() -> Result<()> {
                 outcome,
                 actual: called.first().cloned(),
                 called: called.clone(),
-                closed_by: if outcome == Outcome::Interrupted {
-                    ClosedBy::LaterStop
-                } else {
-                    ClosedBy::Stop
-                },
+                closed_by: if outcome == Outcome::Interrupted { ClosedBy::LaterStop } else { ClosedBy::Stop },
             };
-            emit(
-                &Record::new(ts(30_000), session.clone(), prompt_id.clone(), body),
-                &mut out,
-                &mut written,
-            )?;
+            emit(&Record::new(ts(30_000), session.clone(), prompt_id.clone(), body), &mut out, &mut written)?;
             if !called.is_empty() {
                 let body = RecordBody::SubagentStop {
                     agent_id: format!("a{:016x}", rng.next()),
                     agent_type: Some(called[0].clone()),
                 };
-                emit(
-                    &Record::new(ts(45_000), session.clone(), prompt_id, body),
-                    &mut out,
-                    &mut written,
-                )?;
+                emit(&Record::new(ts(45_000), session.clone(), prompt_id, body), &mut out, &mut written)?;
             }
         }
     }

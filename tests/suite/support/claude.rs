@@ -34,14 +34,8 @@ pub fn claude_bin() -> PathBuf {
 }
 
 /// Files of the plugin that Claude Code and install.sh need, copied verbatim from the repo.
-const PLUGIN_FILES: &[&str] = &[
-    ".claude-plugin",
-    "hooks",
-    "agents",
-    "install.sh",
-    "plugin.json",
-    "README.md",
-];
+const PLUGIN_FILES: &[&str] =
+    &[".claude-plugin", "hooks", "agents", "install.sh", "plugin.json", "README.md"];
 
 /// A temp HOME with marshal installed through the project's own install.sh.
 pub struct Sandbox {
@@ -49,6 +43,8 @@ pub struct Sandbox {
     pub home: PathBuf,
     pub plugin: PathBuf,
     pub project: PathBuf,
+    /// TMPDIR for everything run in the sandbox, so Claude Code's scratch files go away with it.
+    tmp: PathBuf,
 }
 
 impl Sandbox {
@@ -65,16 +61,10 @@ impl Sandbox {
         for name in PLUGIN_FILES {
             copy_tree(&repo_root().join(name), &plugin.join(name));
         }
-        let sandbox = Sandbox {
-            _root: root,
-            home,
-            plugin,
-            project,
-        };
-        let out = sandbox.install_sh(&[
-            "--binaries",
-            built_binaries_dir().to_str().expect("utf-8 path"),
-        ]);
+        let tmp = root.path().join("tmp");
+        std::fs::create_dir_all(&tmp).expect("mkdir");
+        let sandbox = Sandbox { _root: root, home, plugin, project, tmp };
+        let out = sandbox.install_sh(&["--binaries", built_binaries_dir().to_str().expect("utf-8 path")]);
         assert!(
             out.status.success(),
             "install.sh failed:\nstdout: {}\nstderr: {}",
@@ -96,14 +86,7 @@ impl Sandbox {
         let mut command = Command::new(claude_bin());
         self.offline_env(&mut command);
         command
-            .args([
-                "-p",
-                prompt,
-                "--output-format",
-                "json",
-                "--allowedTools",
-                "Agent",
-            ])
+            .args(["-p", prompt, "--output-format", "json", "--allowedTools", "Agent"])
             .current_dir(&self.project)
             .env("ANTHROPIC_BASE_URL", api.base_url());
         for (key, value) in extra_env {
@@ -120,6 +103,7 @@ impl Sandbox {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
+            .env("TMPDIR", &self.tmp)
             .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
             .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
@@ -158,10 +142,7 @@ impl ClaudeRun {
             String::from_utf8_lossy(&self.output.stderr)
         );
         serde_json::from_slice(&self.output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "claude -p printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&self.output.stdout)
-            )
+            panic!("claude -p printed no JSON ({e}): {}", String::from_utf8_lossy(&self.output.stdout))
         })
     }
 }
@@ -203,8 +184,7 @@ pub fn scripted_api(main: MainModel) -> FakeApi {
 }
 
 fn copy_tree(from: &Path, to: &Path) {
-    let meta =
-        std::fs::symlink_metadata(from).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    let meta = std::fs::symlink_metadata(from).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(from).expect("read_link");
         std::os::unix::fs::symlink(target, to).expect("symlink");

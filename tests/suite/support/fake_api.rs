@@ -57,11 +57,7 @@ impl FakeApi {
             .name("fake-api-accept".into())
             .spawn(move || accept_loop(&listener, &accept_shared))
             .expect("spawn fake API accept thread");
-        FakeApi {
-            addr,
-            shared,
-            accept_thread: Some(accept_thread),
-        }
+        FakeApi { addr, shared, accept_thread: Some(accept_thread) }
     }
 
     /// The URL to put in `ANTHROPIC_BASE_URL`, e.g. `http://127.0.0.1:41234`.
@@ -122,8 +118,7 @@ impl ApiRequest {
     /// True when the last message contains a `tool_result` block, i.e. the
     /// client is reporting back the outcome of a tool call.
     pub fn ends_with_tool_result(&self) -> bool {
-        self.last_message()
-            .is_some_and(|message| tool_result_blocks(message).next().is_some())
+        self.last_message().is_some_and(|message| tool_result_blocks(message).next().is_some())
     }
 
     /// All text of every message (any role): string contents, text blocks,
@@ -156,11 +151,7 @@ impl ApiRequest {
     }
 
     fn messages(&self) -> &[Value] {
-        self.body
-            .get("messages")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
     }
 
     fn last_message(&self) -> Option<&Value> {
@@ -168,10 +159,7 @@ impl ApiRequest {
     }
 
     fn wants_stream(&self) -> bool {
-        self.body
-            .get("stream")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        self.body.get("stream").and_then(Value::as_bool).unwrap_or(false)
     }
 }
 
@@ -196,11 +184,7 @@ impl Reply {
     /// A call of Claude Code's `Agent` tool that launches `subagent_type`
     /// with `prompt`; the description is the prompt's first five words.
     pub fn agent(subagent_type: &str, prompt: &str) -> Reply {
-        let description = prompt
-            .split_whitespace()
-            .take(5)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let description = prompt.split_whitespace().take(5).collect::<Vec<_>>().join(" ");
         Reply::ToolUse {
             name: "Agent".to_string(),
             input: json!({
@@ -240,10 +224,7 @@ fn message_texts(message: &Value) -> Vec<String> {
 
 fn block_text(block: &Value) -> Option<String> {
     match block_type(block)? {
-        "text" => block
-            .get("text")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        "text" => block.get("text").and_then(Value::as_str).map(str::to_string),
         "tool_result" => Some(tool_result_text(block)),
         _ => None,
     }
@@ -260,11 +241,7 @@ fn tool_result_blocks(message: &Value) -> impl Iterator<Item = &Value> {
 
 /// A tool result's content may be a string or an array of text blocks.
 fn tool_result_text(block: &Value) -> String {
-    block
-        .get("content")
-        .map(text_blocks)
-        .unwrap_or_default()
-        .join("\n")
+    block.get("content").map(text_blocks).unwrap_or_default().join("\n")
 }
 
 fn block_type(block: &Value) -> Option<&str> {
@@ -307,12 +284,8 @@ impl Shared {
 
     /// A panicking script becomes a 500 instead of a silently dropped connection.
     fn run_script(&self, request: &ApiRequest) -> Reply {
-        panic::catch_unwind(AssertUnwindSafe(|| (self.script)(request))).unwrap_or_else(|_| {
-            Reply::Error {
-                status: 500,
-                message: "fake API script panicked".to_string(),
-            }
-        })
+        panic::catch_unwind(AssertUnwindSafe(|| (self.script)(request)))
+            .unwrap_or_else(|_| Reply::Error { status: 500, message: "fake API script panicked".to_string() })
     }
 }
 
@@ -336,11 +309,9 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 
 fn spawn_connection(stream: TcpStream, shared: &Arc<Shared>) {
     let shared = Arc::clone(shared);
-    let _ = thread::Builder::new()
-        .name("fake-api-conn".into())
-        .spawn(move || {
-            let _ = serve_connection(stream, &shared);
-        });
+    let _ = thread::Builder::new().name("fake-api-conn".into()).spawn(move || {
+        let _ = serve_connection(stream, &shared);
+    });
 }
 
 /// Removes a connection from the open set when its thread ends, however it ends.
@@ -355,10 +326,7 @@ impl Drop for ConnectionRegistration<'_> {
     }
 }
 
-fn register_connection<'a>(
-    shared: &'a Shared,
-    stream: &TcpStream,
-) -> io::Result<ConnectionRegistration<'a>> {
+fn register_connection<'a>(shared: &'a Shared, stream: &TcpStream) -> io::Result<ConnectionRegistration<'a>> {
     let id = shared.next_connection.fetch_add(1, Ordering::SeqCst);
     lock(&shared.open_connections).insert(id, stream.try_clone()?);
     Ok(ConnectionRegistration { shared, id })
@@ -399,16 +367,9 @@ fn route(shared: &Shared, request: &HttpRequest) -> HttpResponse {
 
 fn handle_messages(shared: &Shared, http: &HttpRequest) -> HttpResponse {
     let Ok(body) = serde_json::from_slice::<Value>(&http.body) else {
-        return error_response(
-            400,
-            "invalid_request_error",
-            "request body is not valid JSON",
-        );
+        return error_response(400, "invalid_request_error", "request body is not valid JSON");
     };
-    let request = ApiRequest {
-        path: http.target.clone(),
-        body,
-    };
+    let request = ApiRequest { path: http.target.clone(), body };
     // Recorded before scripting so a panicking script still leaves a trace.
     shared.record(request.clone());
     match shared.run_script(&request) {
@@ -435,11 +396,7 @@ fn error_response(status: u16, error_type: &str, message: &str) -> HttpResponse 
 /// The single content block of a successful assistant turn.
 enum Turn {
     Text(String),
-    ToolUse {
-        id: String,
-        name: String,
-        input: Value,
-    },
+    ToolUse { id: String, name: String, input: Value },
 }
 
 impl Turn {
@@ -485,11 +442,7 @@ fn answer(shared: &Shared, request: &ApiRequest, turn: Turn) -> HttpResponse {
     let message_id = format!("msg_{}", shared.fresh_id());
     if request.wants_stream() {
         let body = sse_body(&message_id, request.model(), &turn);
-        HttpResponse {
-            status: 200,
-            content_type: Some("text/event-stream"),
-            body,
-        }
+        HttpResponse { status: 200, content_type: Some("text/event-stream"), body }
     } else {
         HttpResponse::json(200, &plain_message(&message_id, request.model(), &turn))
     }
@@ -534,19 +487,12 @@ fn sse_body(message_id: &str, model: &str, turn: &Turn) -> Vec<u8> {
         }),
         json!({ "type": "message_stop" }),
     ];
-    events
-        .iter()
-        .map(sse_event)
-        .collect::<String>()
-        .into_bytes()
+    events.iter().map(sse_event).collect::<String>().into_bytes()
 }
 
 /// `event: NAME\ndata: JSON\n\n`, where NAME is the payload's own `type`.
 fn sse_event(payload: &Value) -> String {
-    let name = payload
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("message");
+    let name = payload.get("type").and_then(Value::as_str).unwrap_or("message");
     format!("event: {name}\ndata: {payload}\n\n")
 }
 
@@ -563,18 +509,12 @@ struct HttpRequest {
 
 impl HttpRequest {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 
     fn header_contains(&self, name: &str, token: &str) -> bool {
-        self.header(name).is_some_and(|value| {
-            value
-                .split(',')
-                .any(|part| part.trim().eq_ignore_ascii_case(token))
-        })
+        self.header(name)
+            .is_some_and(|value| value.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
     }
 
     /// HTTP/1.1 defaults to keep-alive; HTTP/1.0 defaults to close.
@@ -595,19 +535,11 @@ struct HttpResponse {
 
 impl HttpResponse {
     fn json(status: u16, body: &Value) -> HttpResponse {
-        HttpResponse {
-            status,
-            content_type: Some("application/json"),
-            body: body.to_string().into_bytes(),
-        }
+        HttpResponse { status, content_type: Some("application/json"), body: body.to_string().into_bytes() }
     }
 
     fn empty(status: u16) -> HttpResponse {
-        HttpResponse {
-            status,
-            content_type: None,
-            body: Vec::new(),
-        }
+        HttpResponse { status, content_type: None, body: Vec::new() }
     }
 }
 
@@ -631,16 +563,12 @@ fn read_line(reader: &mut impl BufRead) -> io::Result<Option<String>> {
 
 /// Reads one request; `Ok(None)` means the peer closed the connection cleanly.
 /// `writer` is only used to answer `Expect: 100-continue`.
-fn read_request(
-    reader: &mut impl BufRead,
-    writer: &mut impl Write,
-) -> io::Result<Option<HttpRequest>> {
+fn read_request(reader: &mut impl BufRead, writer: &mut impl Write) -> io::Result<Option<HttpRequest>> {
     let Some(request_line) = read_request_line(reader)? else {
         return Ok(None);
     };
     let mut parts = request_line.split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(invalid_data("malformed request line"));
     };
     let mut request = HttpRequest {
@@ -679,9 +607,7 @@ fn read_headers(reader: &mut impl BufRead) -> io::Result<Vec<(String, String)>> 
         if headers.len() >= MAX_HEADERS {
             return Err(invalid_data("too many headers"));
         }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| invalid_data("bad header"))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| invalid_data("bad header"))?;
         headers.push((name.trim().to_string(), value.trim().to_string()));
     }
 }
@@ -692,9 +618,7 @@ fn read_body(reader: &mut impl BufRead, request: &HttpRequest) -> io::Result<Vec
     }
     match request.header("Content-Length") {
         Some(value) => {
-            let length = value
-                .parse::<usize>()
-                .map_err(|_| invalid_data("bad Content-Length"))?;
+            let length = value.parse::<usize>().map_err(|_| invalid_data("bad Content-Length"))?;
             read_exact_body(reader, length)
         }
         None => Ok(Vec::new()),
@@ -716,8 +640,7 @@ fn read_chunked_body(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
         let size_line = read_line(reader)?.ok_or_else(|| invalid_data("EOF in chunk size"))?;
         // Chunk extensions (";name=value") carry nothing we need.
         let size_hex = size_line.split(';').next().unwrap_or("").trim();
-        let size =
-            usize::from_str_radix(size_hex, 16).map_err(|_| invalid_data("bad chunk size"))?;
+        let size = usize::from_str_radix(size_hex, 16).map_err(|_| invalid_data("bad chunk size"))?;
         if size == 0 {
             skip_trailers(reader)?;
             return Ok(body);
@@ -764,20 +687,12 @@ fn write_response(
     keep_alive: bool,
     head_only: bool,
 ) -> io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        response.status,
-        reason_phrase(response.status)
-    );
+    let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason_phrase(response.status));
     if let Some(content_type) = response.content_type {
         head.push_str(&format!("Content-Type: {content_type}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
-    head.push_str(if keep_alive {
-        "Connection: keep-alive\r\n"
-    } else {
-        "Connection: close\r\n"
-    });
+    head.push_str(if keep_alive { "Connection: keep-alive\r\n" } else { "Connection: close\r\n" });
     head.push_str("\r\n");
     writer.write_all(head.as_bytes())?;
     if !head_only {
@@ -821,9 +736,7 @@ mod tests {
 
     fn connect(api: &FakeApi) -> BufReader<TcpStream> {
         let stream = TcpStream::connect(api.addr).expect("connect to fake API");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("set timeout");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("set timeout");
         BufReader::new(stream)
     }
 
@@ -833,9 +746,7 @@ mod tests {
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        conn.get_mut()
-            .write_all(request.as_bytes())
-            .expect("write request");
+        conn.get_mut().write_all(request.as_bytes()).expect("write request");
         read_response(conn)
     }
 
@@ -857,12 +768,7 @@ mod tests {
     }
 
     fn post_messages(api: &FakeApi, body: &Value) -> Response {
-        send(
-            &mut connect(api),
-            "POST",
-            "/v1/messages?beta=true",
-            &body.to_string(),
-        )
+        send(&mut connect(api), "POST", "/v1/messages?beta=true", &body.to_string())
     }
 
     fn streaming_request(text: &str) -> Value {
@@ -905,27 +811,16 @@ mod tests {
     fn tool_use_reply_streams_input_as_one_json_delta() {
         let input = json!({ "command": "ls -la", "nested": { "n": [1, 2, 3] } });
         let expected = input.clone();
-        let api = FakeApi::start(move |_| Reply::ToolUse {
-            name: "Bash".into(),
-            input: input.clone(),
-        });
+        let api = FakeApi::start(move |_| Reply::ToolUse { name: "Bash".into(), input: input.clone() });
         let events = post_messages(&api, &streaming_request("run ls")).sse_data();
         let start = &events[1]["content_block"];
         assert_eq!(start["type"], "tool_use");
         assert_eq!(start["name"], "Bash");
-        assert!(start["id"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("toolu_fake_"));
+        assert!(start["id"].as_str().unwrap_or_default().starts_with("toolu_fake_"));
         let delta = &events[2]["delta"];
         assert_eq!(delta["type"], "input_json_delta");
-        let partial = delta["partial_json"]
-            .as_str()
-            .expect("partial_json is a string");
-        assert_eq!(
-            serde_json::from_str::<Value>(partial).expect("parses"),
-            expected
-        );
+        let partial = delta["partial_json"].as_str().expect("partial_json is a string");
+        assert_eq!(serde_json::from_str::<Value>(partial).expect("parses"), expected);
         assert_eq!(events[4]["delta"]["stop_reason"], "tool_use");
     }
 
@@ -947,21 +842,10 @@ mod tests {
 
     #[test]
     fn keep_alive_serves_several_requests_on_one_connection() {
-        let api =
-            FakeApi::start(|request| Reply::text(format!("echo {}", request.last_user_text())));
+        let api = FakeApi::start(|request| Reply::text(format!("echo {}", request.last_user_text())));
         let mut conn = connect(&api);
-        let first = send(
-            &mut conn,
-            "POST",
-            "/v1/messages?beta=true",
-            &streaming_request("one").to_string(),
-        );
-        let second = send(
-            &mut conn,
-            "POST",
-            "/v1/messages?beta=true",
-            &streaming_request("two").to_string(),
-        );
+        let first = send(&mut conn, "POST", "/v1/messages?beta=true", &streaming_request("one").to_string());
+        let second = send(&mut conn, "POST", "/v1/messages?beta=true", &streaming_request("two").to_string());
         assert!(first.body.contains("echo one"));
         assert!(second.body.contains("echo two"));
         assert_eq!(api.requests().len(), 2);
@@ -988,12 +872,7 @@ mod tests {
     fn count_tokens_and_other_paths_are_not_recorded() {
         let api = FakeApi::start(|_| Reply::text("unused"));
         let mut conn = connect(&api);
-        let counted = send(
-            &mut conn,
-            "POST",
-            "/v1/messages/count_tokens?beta=true",
-            "{}",
-        );
+        let counted = send(&mut conn, "POST", "/v1/messages/count_tokens?beta=true", "{}");
         assert_eq!(counted.status, 200);
         assert_eq!(counted.json(), json!({ "input_tokens": 10 }));
         let missing = send(&mut conn, "GET", "/v1/models", "");
@@ -1013,10 +892,7 @@ mod tests {
 
     #[test]
     fn error_reply_uses_status_and_anthropic_error_body() {
-        let api = FakeApi::start(|_| Reply::Error {
-            status: 529,
-            message: "overloaded".into(),
-        });
+        let api = FakeApi::start(|_| Reply::Error { status: 529, message: "overloaded".into() });
         let response = post_messages(&api, &streaming_request("hi"));
         assert_eq!(response.status, 529);
         assert_eq!(
@@ -1034,10 +910,7 @@ mod tests {
         let message = post_messages(&api, &body).json();
         assert_eq!(message["type"], "message");
         assert_eq!(message["model"], "claude-test");
-        assert_eq!(
-            message["content"],
-            json!([{ "type": "text", "text": "plain" }])
-        );
+        assert_eq!(message["content"], json!([{ "type": "text", "text": "plain" }]));
         assert_eq!(message["stop_reason"], "end_turn");
     }
 
@@ -1068,16 +941,9 @@ mod tests {
         let mut idle = connect(&api);
         let addr = api.addr;
         drop(api);
-        assert!(
-            TcpStream::connect(addr).is_err(),
-            "listener should be closed"
-        );
+        assert!(TcpStream::connect(addr).is_err(), "listener should be closed");
         let mut buf = [0u8; 1];
-        assert_eq!(
-            idle.read(&mut buf).expect("EOF, not timeout"),
-            0,
-            "idle connection closed"
-        );
+        assert_eq!(idle.read(&mut buf).expect("EOF, not timeout"), 0, "idle connection closed");
     }
 
     fn sample_request() -> ApiRequest {
@@ -1115,10 +981,7 @@ mod tests {
         assert_eq!(request.model(), "claude-sonnet");
         assert!(request.is_subagent());
         assert!(request.ends_with_tool_result());
-        assert_eq!(
-            request.tool_result_texts(),
-            ["bash output", "file line 1\nfile line 2"]
-        );
+        assert_eq!(request.tool_result_texts(), ["bash output", "file line 1\nfile line 2"]);
         assert_eq!(
             request.message_text(),
             "start the task\ncalling tools\nbash output\nfile line 1\nfile line 2\nreminder"
@@ -1148,9 +1011,7 @@ mod tests {
 
     #[test]
     fn agent_reply_builds_agent_tool_call() {
-        let Reply::ToolUse { name, input } =
-            Reply::agent("Plan", "one two three four five six seven")
-        else {
+        let Reply::ToolUse { name, input } = Reply::agent("Plan", "one two three four five six seven") else {
             panic!("agent() must build a tool call");
         };
         assert_eq!(name, "Agent");

@@ -9,18 +9,12 @@ use std::path::{Path, PathBuf};
 
 /// The repository root (the plugin folder).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
 /// The folder holding the binaries cargo built for this test run.
 pub fn built_binaries_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_marshal-prompt"))
-        .parent()
-        .expect("bin dir")
-        .to_path_buf()
+    Path::new(env!("CARGO_BIN_EXE_marshal-prompt")).parent().expect("bin dir").to_path_buf()
 }
 
 /// Reads a JSON Lines file into values; a missing file is an empty list.
@@ -28,9 +22,7 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     match std::fs::read_to_string(path) {
         Ok(text) => text
             .lines()
-            .map(|line| {
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
-            })
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}")))
             .collect(),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(err) => panic!("could not read {}: {err}", path.display()),

@@ -1,4 +1,5 @@
-//! `marshal-stop`, the Stop and SubagentStop hook: closes the turn and records its compliance outcome.
+//! `marshal-stop`, the Stop, SubagentStop and SessionEnd hook: closes turns and records their
+//! compliance outcome.
 //!
 //! Claude Code runs it with the event JSON on stdin. It always exits 0.
 

@@ -60,19 +60,13 @@ fn main() -> ExitCode {
 fn route(json: bool, prompt: &str) -> Result<()> {
     let text = if prompt == "-" {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("could not read the prompt from stdin")?;
+        std::io::stdin().read_to_string(&mut text).context("could not read the prompt from stdin")?;
         text
     } else {
         prompt.to_string()
     };
     let decision = routing::route(&text);
-    let out = if json {
-        decision_json(&decision)?
-    } else {
-        decision_text(&decision)
-    };
+    let out = if json { decision_json(&decision)? } else { decision_text(&decision) };
     write_stdout(&out)
 }
 
@@ -146,10 +140,7 @@ fn print_paths() -> Result<()> {
 
 pub(crate) fn write_stdout(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         // A closed pipe (`marshal route x | head -0`) is not an error worth reporting.
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("could not write to stdout"),

@@ -18,22 +18,10 @@ pub struct Context<'a> {
 }
 
 /// The slices every output shows, in order: (JSON key, heading, column title, tallies).
-fn slices(
-    report: &Report,
-) -> [(
-    &'static str,
-    &'static str,
-    &'static str,
-    &BTreeMap<String, Tally>,
-); 5] {
+fn slices(report: &Report) -> [(&'static str, &'static str, &'static str, &BTreeMap<String, Tally>); 5] {
     [
         ("by_mode", "By mode", "mode", &report.by_mode),
-        (
-            "by_recommended",
-            "By recommended agent",
-            "recommended",
-            &report.by_recommended,
-        ),
+        ("by_recommended", "By recommended agent", "recommended", &report.by_recommended),
         ("by_actual", "By actual agent", "actual", &report.by_actual),
         ("by_day", "By day (UTC)", "day", &report.by_day),
         ("by_project", "By project", "project", &report.by_project),
@@ -55,9 +43,7 @@ pub fn no_ledger_message(missing: &[PathBuf]) -> String {
 }
 
 fn rate_text(tally: &Tally) -> String {
-    tally
-        .compliance_rate()
-        .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
+    tally.compliance_rate().map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -163,14 +149,8 @@ pub fn text(report: &Report, context: &Context, color: bool) -> String {
     let painter = Painter { color };
     let o = &report.overall;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{}",
-        painter.bold(&format!(
-            "marshal compliance report: {} routed turns",
-            o.turns()
-        ))
-    );
+    let _ =
+        writeln!(out, "{}", painter.bold(&format!("marshal compliance report: {} routed turns", o.turns())));
     let _ = writeln!(out, "{}", source_line(context));
     if o.turns() + o.interrupted == 0 {
         out.push_str("\nNo routed turns match.\n");
@@ -186,38 +166,21 @@ pub fn text(report: &Report, context: &Context, color: bool) -> String {
         o.ignored,
         o.interrupted
     );
-    let headers = [
-        "",
-        "turns",
-        "followed",
-        "deviated",
-        "ignored",
-        "interrupted",
-        "rate",
-    ];
+    let headers = ["", "turns", "followed", "deviated", "ignored", "interrupted", "rate"];
     for (_, heading, column, map) in slices(report) {
         let _ = writeln!(out, "\n{}", painter.bold(heading));
         let mut h = headers;
         h[0] = column;
         out.push_str(&table(&h, &tally_rows(map, &painter)));
     }
-    out.push_str(&format!(
-        "\n{}\n",
-        painter.bold("Recommended (rows) by actual agent (columns)")
-    ));
+    out.push_str(&format!("\n{}\n", painter.bold("Recommended (rows) by actual agent (columns)")));
     out.push_str(&matrix_table(report));
     out.push_str(&format!("\n{}\n", painter.bold("Tier distribution")));
     let tier_total: u64 = report.tiers.values().sum();
     let tier_rows: Vec<Vec<String>> = report
         .tiers
         .iter()
-        .map(|(tier, n)| {
-            vec![
-                tier.clone(),
-                n.to_string(),
-                format!("{:.1}%", percent(*n, tier_total)),
-            ]
-        })
+        .map(|(tier, n)| vec![tier.clone(), n.to_string(), format!("{:.1}%", percent(*n, tier_total))])
         .collect();
     out.push_str(&table(&["tier", "turns", "share"], &tier_rows));
     let deviations = report.top_deviations(TOP_DEVIATIONS);
@@ -227,9 +190,7 @@ pub fn text(report: &Report, context: &Context, color: bool) -> String {
     } else {
         let rows: Vec<Vec<String>> = deviations
             .iter()
-            .map(|(recommended, actual, n)| {
-                vec![format!("{recommended} -> {actual}"), n.to_string()]
-            })
+            .map(|(recommended, actual, n)| vec![format!("{recommended} -> {actual}"), n.to_string()])
             .collect();
         out.push_str(&table(&["recommended -> actual", "turns"], &rows));
     }
@@ -264,11 +225,7 @@ fn source_line(context: &Context) -> String {
     if let Some(until) = f.until {
         parts.push(format!("until {}", until.to_rfc3339()));
     }
-    for (name, value) in [
-        ("session", &f.session),
-        ("project", &f.project),
-        ("mode", &f.mode),
-    ] {
+    for (name, value) in [("session", &f.session), ("project", &f.project), ("mode", &f.mode)] {
         if let Some(value) = value {
             parts.push(format!("{name} {value}"));
         }
@@ -305,10 +262,7 @@ fn matrix_table(report: &Report) -> String {
         .map(|r| {
             let mut row = vec![r.to_string()];
             row.extend(actuals.iter().map(|a| {
-                report
-                    .matrix
-                    .get(&(r.to_string(), a.to_string()))
-                    .map_or("-".to_string(), u64::to_string)
+                report.matrix.get(&(r.to_string(), a.to_string())).map_or("-".to_string(), u64::to_string)
             }));
             row
         })
@@ -337,19 +291,13 @@ pub fn json_value(report: &Report, context: &Context) -> Value {
     let object = root.as_object_mut().expect("tally_json is an object");
     object.insert("schema".into(), json!(JSON_SCHEMA_VERSION));
     for (key, _, _, map) in slices(report) {
-        let slice: serde_json::Map<String, Value> = map
-            .iter()
-            .map(|(k, t)| (k.clone(), tally_json(t)))
-            .collect();
+        let slice: serde_json::Map<String, Value> =
+            map.iter().map(|(k, t)| (k.clone(), tally_json(t))).collect();
         object.insert(key.into(), Value::Object(slice));
     }
     object.insert(
         "matrix".into(),
-        report
-            .matrix
-            .iter()
-            .map(|((r, a), n)| json!({"recommended": r, "actual": a, "turns": n}))
-            .collect(),
+        report.matrix.iter().map(|((r, a), n)| json!({"recommended": r, "actual": a, "turns": n})).collect(),
     );
     object.insert("tiers".into(), json!(report.tiers));
     object.insert(
@@ -393,12 +341,9 @@ fn csv_field(text: &str) -> String {
 }
 
 pub fn csv(report: &Report) -> String {
-    let mut out =
-        String::from("dimension,key,turns,followed,deviated,ignored,interrupted,compliance_rate\n");
+    let mut out = String::from("dimension,key,turns,followed,deviated,ignored,interrupted,compliance_rate\n");
     let mut row = |dimension: &str, key: &str, t: &Tally| {
-        let rate = t
-            .compliance_rate()
-            .map_or(String::new(), |r| format!("{r:.4}"));
+        let rate = t.compliance_rate().map_or(String::new(), |r| format!("{r:.4}"));
         let _ = writeln!(
             out,
             "{dimension},{},{},{},{},{},{},{rate}",
@@ -423,10 +368,7 @@ pub fn csv(report: &Report) -> String {
 // HTML: one self-contained page, no scripts, no network; the chart is inline SVG.
 
 fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn html_table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -484,11 +426,8 @@ fn compliance_chart(by_day: &BTreeMap<String, Tally>) -> String {
             height / 2.0
         );
     }
-    let polyline: Vec<String> = points
-        .iter()
-        .enumerate()
-        .map(|(i, (_, r, _))| format!("{:.1},{:.1}", x(i), y(*r)))
-        .collect();
+    let polyline: Vec<String> =
+        points.iter().enumerate().map(|(i, (_, r, _))| format!("{:.1},{:.1}", x(i), y(*r))).collect();
     if points.len() > 1 {
         let _ = write!(
             svg,
@@ -542,29 +481,13 @@ pub fn html(report: &Report, context: &Context, generated: DateTime<Utc>) -> Str
         o.ignored,
         o.interrupted
     );
-    let _ = write!(
-        body,
-        "<h2>Compliance over time</h2>{}",
-        compliance_chart(&report.by_day)
-    );
-    let headers = [
-        "",
-        "turns",
-        "followed",
-        "deviated",
-        "ignored",
-        "interrupted",
-        "rate",
-    ];
+    let _ = write!(body, "<h2>Compliance over time</h2>{}", compliance_chart(&report.by_day));
+    let headers = ["", "turns", "followed", "deviated", "ignored", "interrupted", "rate"];
     for (_, heading, column, map) in slices(report) {
         let mut h = headers;
         h[0] = column;
-        let _ = write!(
-            body,
-            "<h2>{}</h2>{}",
-            escape_html(heading),
-            html_table(&h, &tally_rows(map, &painter))
-        );
+        let _ =
+            write!(body, "<h2>{}</h2>{}", escape_html(heading), html_table(&h, &tally_rows(map, &painter)));
     }
     let deviations: Vec<Vec<String>> = report
         .top_deviations(TOP_DEVIATIONS)
@@ -576,16 +499,8 @@ pub fn html(report: &Report, context: &Context, generated: DateTime<Utc>) -> Str
         "<h2>Most common deviations</h2>{}",
         html_table(&["recommended", "actual", "turns"], &deviations)
     );
-    let tiers: Vec<Vec<String>> = report
-        .tiers
-        .iter()
-        .map(|(t, n)| vec![t.clone(), n.to_string()])
-        .collect();
-    let _ = write!(
-        body,
-        "<h2>Tier distribution</h2>{}",
-        html_table(&["tier", "turns"], &tiers)
-    );
+    let tiers: Vec<Vec<String>> = report.tiers.iter().map(|(t, n)| vec![t.clone(), n.to_string()]).collect();
+    let _ = write!(body, "<h2>Tier distribution</h2>{}", html_table(&["tier", "turns"], &tiers));
     if report.skipped.total() > 0 {
         let s = &report.skipped;
         let _ = write!(
@@ -613,15 +528,9 @@ mod tests {
 
     #[test]
     fn tables_align_and_ignore_colour_codes() {
-        let rows = vec![
-            vec!["a".into(), "\x1b[32m1\x1b[0m".into()],
-            vec!["long name".into(), "100".into()],
-        ];
+        let rows = vec![vec!["a".into(), "\x1b[32m1\x1b[0m".into()], vec!["long name".into(), "100".into()]];
         let text = strip_ansi(&table(&["key", "n"], &rows));
-        assert_eq!(
-            text,
-            "  key          n\n  a            1\n  long name  100\n"
-        );
+        assert_eq!(text, "  key          n\n  a            1\n  long name  100\n");
     }
 
     #[test]

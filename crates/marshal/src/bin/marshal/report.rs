@@ -72,11 +72,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
         project: args.project.clone(),
         mode: args.mode.clone(),
     };
-    let ledgers = if args.ledgers.is_empty() {
-        vec![default_ledger()?]
-    } else {
-        args.ledgers.clone()
-    };
+    let ledgers = if args.ledgers.is_empty() { vec![default_ledger()?] } else { args.ledgers.clone() };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let mut total = Report::default();
@@ -91,11 +87,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
     if !missing.is_empty() && missing.len() == ledgers.len() && !args.json && !args.csv {
         return crate::write_stdout(&render::no_ledger_message(&missing));
     }
-    let context = render::Context {
-        ledgers: &ledgers,
-        missing: &missing,
-        filter: &filter,
-    };
+    let context = render::Context { ledgers: &ledgers, missing: &missing, filter: &filter };
     if let Some(html_path) = &args.html {
         let page = render::html(&total, &context, now);
         marshal_core::fsutil::write_atomic(html_path, page.as_bytes())?;
@@ -107,10 +99,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
     } else {
         let mut text = render::text(&total, &context, use_color(args.color));
         if let Some(html_path) = &args.html {
-            text.push_str(&format!(
-                "\nHTML report written to {}\n",
-                html_path.display()
-            ));
+            text.push_str(&format!("\nHTML report written to {}\n", html_path.display()));
         }
         text
     };
@@ -128,8 +117,7 @@ fn use_color(choice: ColorChoice) -> bool {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && std::io::stdout().is_terminal()
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
         }
     }
 }
@@ -148,11 +136,7 @@ fn parse_when(text: &str, now: DateTime<Utc>, which: When) -> Result<DateTime<Ut
         return Ok(now - ago);
     }
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let day = if which == When::Until {
-            date.succ_opt().unwrap_or(date)
-        } else {
-            date
-        };
+        let day = if which == When::Until { date.succ_opt().unwrap_or(date) } else { date };
         return Ok(day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
     }
     if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
@@ -184,29 +168,15 @@ mod tests {
     fn when_forms() {
         let now: DateTime<Utc> = "2026-11-21T12:00:00Z".parse().unwrap();
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        assert_eq!(
-            parse_when("7d", now, When::Since).unwrap(),
-            at("2026-11-14T12:00:00Z")
-        );
-        assert_eq!(
-            parse_when("90m", now, When::Since).unwrap(),
-            at("2026-11-21T10:30:00Z")
-        );
-        assert_eq!(
-            parse_when("2026-11-01", now, When::Since).unwrap(),
-            at("2026-11-01T00:00:00Z")
-        );
-        assert_eq!(
-            parse_when("2026-11-01", now, When::Until).unwrap(),
-            at("2026-11-02T00:00:00Z")
-        );
+        assert_eq!(parse_when("7d", now, When::Since).unwrap(), at("2026-11-14T12:00:00Z"));
+        assert_eq!(parse_when("90m", now, When::Since).unwrap(), at("2026-11-21T10:30:00Z"));
+        assert_eq!(parse_when("2026-11-01", now, When::Since).unwrap(), at("2026-11-01T00:00:00Z"));
+        assert_eq!(parse_when("2026-11-01", now, When::Until).unwrap(), at("2026-11-02T00:00:00Z"));
         assert_eq!(
             parse_when("2026-11-01T09:30:00+01:00", now, When::Since).unwrap(),
             at("2026-11-01T08:30:00Z")
         );
-        let err = parse_when("last tuesday", now, When::Since)
-            .unwrap_err()
-            .to_string();
+        let err = parse_when("last tuesday", now, When::Since).unwrap_err().to_string();
         assert!(err.contains("not a date"), "{err}");
         assert!(parse_when("7y", now, When::Since).is_err());
     }
