@@ -44,7 +44,13 @@ pub fn lock_exclusive(path: &Path, budget: Duration) -> Result<LockGuard> {
         }
         let now = Instant::now();
         if now >= deadline {
-            bail!("gave up waiting for lock {} after {} ms", path.display(), budget.as_millis());
+            bail!(
+                "gave up waiting for lock {} after {} ms (another marshal process held it; if this \
+                 repeats, look for a stuck process with `fuser {}`)",
+                path.display(),
+                budget.as_millis(),
+                path.display()
+            );
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(Duration::from_millis(20));

@@ -1,4 +1,4 @@
-//! The exact JSON Claude Code exchanges with hooks (verified on 2.1.329; see the contract notes).
+//! The exact JSON Claude Code exchanges with hooks (verified on 2.1.329 by the end-to-end tests).
 //!
 //! Every field is optional, unknown fields are ignored, and a field of an unexpected type is
 //! read as absent, so a newer Claude Code that adds, drops or retypes a field cannot make an

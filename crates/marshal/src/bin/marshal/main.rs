@@ -37,7 +37,7 @@ enum Command {
     },
     /// Show the compliance report: how often the model followed the routing.
     Report(report::ReportArgs),
-    /// Print where marshal keeps its ledger, session state and log.
+    /// Print where marshal keeps its ledger, session journals and log.
     Paths,
 }
 
@@ -131,9 +131,10 @@ fn print_paths() -> Result<()> {
         .context("no state directory: set MARSHAL_STATE_DIR or HOME")?;
     let store = Store::new(dir);
     write_stdout(&format!(
-        "state dir: {}\nledger:    {}\nlog:       {}\n",
+        "state dir: {}\nledger:    {}\nsessions:  {}\nlog:       {}\n",
         store.dir().display(),
         store.ledger_path().display(),
+        store.dir().join("sessions").display(),
         store.dir().join(marshal_core::log::LOG_FILE).display()
     ))
 }
