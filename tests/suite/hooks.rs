@@ -286,21 +286,34 @@ fn hostile_session_ids_never_leave_the_state_dir() {
 }
 
 #[test]
-fn marshal_route_explains_and_prints_stable_json() {
-    let out = Command::cargo_bin("marshal").unwrap().args(["route", "rename foo to bar"]).assert().success();
+fn marshal_route_prints_the_decision_and_stable_json() {
+    let home = tempfile::tempdir().unwrap();
+    let marshal = || {
+        let mut command = Command::cargo_bin("marshal").unwrap();
+        command.env_clear().env("HOME", home.path()).current_dir(home.path());
+        command
+    };
+    let out = marshal().args(["route", "rename foo to bar"]).assert().success();
     let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
-    assert!(text.contains("agent:      haiku-general"), "{text}");
-    assert!(text.contains("because:    chore keywords: rename"), "{text}");
+    assert!(text.contains("agent:      haiku-general (subagent_type \"marshal:haiku-general\")"), "{text}");
+    assert!(text.contains("because:    task chore: rename (builtin.chore)"), "{text}");
 
-    let out = Command::cargo_bin("marshal")
-        .unwrap()
-        .args(["route", "--json", "-"])
-        .write_stdin("thanks!")
-        .assert()
-        .success();
+    let out = marshal().args(["route", "--json", "-"]).write_stdin("thanks!").assert().success();
     let json = stdout_json(&out);
     assert_eq!((json["agent"].clone(), json["tier"].clone()), (Value::Null, json!("none")));
 
-    Command::cargo_bin("marshal").unwrap().arg("--help").assert().success();
-    Command::cargo_bin("marshal").unwrap().arg("bogus").assert().failure().code(2);
+    let out = marshal().args(["route", "--json", "design a sharded event store"]).assert().success();
+    let json = stdout_json(&out);
+    for field in
+        ["agent", "subagent_type", "tier", "model", "confidence", "task", "score", "reasons", "directive"]
+    {
+        assert!(json.get(field).is_some(), "{field} missing: {json}");
+    }
+    assert_eq!(
+        (json["tier"].as_str(), json["confidence"].as_f64().map(|c| c * 100.0 % 1.0 == 0.0)),
+        (Some("strong"), Some(true))
+    );
+
+    marshal().arg("--help").assert().success();
+    marshal().arg("bogus").assert().failure().code(2);
 }

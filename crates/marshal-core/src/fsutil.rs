@@ -68,6 +68,17 @@ fn ends_with_newline(_file: &File, _len: u64) -> bool {
     false
 }
 
+/// Opens `path` for reading and writing in place, creating it with mode 0600.
+pub fn open_read_write(path: &Path) -> Result<File> {
+    private_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("could not open {}", path.display()))
+}
+
 /// Opens (creating, mode 0600) a file used only as a lock.
 pub fn open_lock_file(path: &Path) -> Result<File> {
     private_options()

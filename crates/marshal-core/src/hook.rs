@@ -9,10 +9,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::context::{self, RoutingContext};
 use crate::event::Event;
 use crate::log::log_line;
 use crate::mode::{self, Mode, ModeEnv};
 use crate::paths::{self, StateDirEnv};
+use crate::routing;
 use crate::store::Store;
 use crate::turns::{self, HookResponse};
 use crate::wire::{self, AdditionalContextOutput};
@@ -52,20 +54,39 @@ fn run(source: &str, state_dir: Option<&Path>) -> Result<HookResponse> {
     if matches!(event, Event::Unhandled { .. }) {
         return Ok(HookResponse::Silent);
     }
+    // Configuration, agents and history are read only for a prompt, and only once.
+    let project = event_project(&event);
+    let route = |prompt: &str| {
+        let context = RoutingContext::load(state_dir, project.as_deref(), context::plugin_root().as_deref());
+        for problem in context.problems() {
+            log_line(state_dir, source, &problem);
+        }
+        routing::route(prompt, &context.inputs())
+    };
     let Some(dir) = state_dir.map(PathBuf::from) else {
         log_line(
             None,
             source,
             "no state directory (set MARSHAL_STATE_DIR, CLAUDE_PLUGIN_DATA or HOME): routing without recording",
         );
-        return Ok(turns::respond_without_recording(&event));
+        return Ok(turns::respond_without_recording(&event, &route));
     };
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let (response, warnings) = turns::handle(event, &mode, &Store::new(dir), &now)?;
+    let (response, warnings) = turns::handle(event, &mode, &Store::new(dir), &now, &route)?;
     for warning in warnings {
         log_line(state_dir, source, &warning);
     }
     Ok(response)
+}
+
+/// The project a prompt belongs to: the session's working directory, else Claude Code's
+/// `CLAUDE_PROJECT_DIR`.
+fn event_project(event: &Event) -> Option<PathBuf> {
+    let from_event = match event {
+        Event::Prompt { key, .. } => key.project.clone(),
+        _ => None,
+    };
+    from_event.map(PathBuf::from).or_else(|| std::env::var_os("CLAUDE_PROJECT_DIR").map(PathBuf::from))
 }
 
 /// Reads at most `limit` bytes; more than that is an error, not a truncated event.

@@ -48,6 +48,12 @@ pub enum RecordBody {
         reasons: Vec<String>,
         /// Length of the prompt in characters; the text itself is not stored.
         prompt_chars: usize,
+        /// The task type routing settled on.
+        #[serde(default)]
+        task: String,
+        /// Complexity score, 1 to 10 (0 in records written before scores existed).
+        #[serde(default)]
+        score: u8,
     },
     /// An Agent tool call, as the model made it.
     Call {
@@ -73,6 +79,9 @@ pub enum RecordBody {
         /// Every agent the main agent called in the turn, bare names, in call order.
         called: Vec<String>,
         closed_by: ClosedBy,
+        /// The turn's task type.
+        #[serde(default)]
+        task: String,
     },
     /// A subagent finished.
     SubagentStop { agent_id: String, agent_type: Option<String> },

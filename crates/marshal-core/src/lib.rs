@@ -5,14 +5,19 @@
 
 pub mod agents;
 pub mod compliance;
+pub mod config;
+pub mod context;
+pub mod discovery;
 pub mod event;
 pub mod fsutil;
+pub mod history;
 pub mod hook;
 pub mod ledger;
 pub mod lock;
 pub mod log;
 pub mod mode;
 pub mod paths;
+pub mod prompt_text;
 pub mod report;
 pub mod routing;
 pub mod session;

@@ -36,6 +36,9 @@ pub struct SessionState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenTurn {
     pub prompt_id: Option<String>,
+    /// The task type routing settled on (for the history summary).
+    #[serde(default)]
+    pub task: String,
     pub started: String,
     pub mode: Mode,
     pub project: Option<String>,
@@ -188,6 +191,7 @@ mod tests {
     fn turn(prompt_id: &str) -> OpenTurn {
         OpenTurn {
             prompt_id: Some(prompt_id.into()),
+            task: "chore".into(),
             started: "2026-11-21T05:00:00Z".into(),
             mode: Mode::Directive,
             project: Some("/w".into()),

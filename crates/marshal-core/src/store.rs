@@ -10,6 +10,9 @@ use crate::{fsutil, paths};
 
 const SESSIONS_DIR: &str = "sessions";
 const LOCK_FILE: &str = "state.lock";
+/// Everything marshal itself may have put in its state directory before the first lock.
+const MARSHAL_FILES: &[&str] =
+    &[SESSIONS_DIR, crate::discovery::CACHE_FILE, crate::history::HISTORY_FILE, crate::log::LOG_FILE];
 
 /// A state directory. Nothing is created until something is written.
 #[derive(Debug, Clone)]
@@ -55,8 +58,11 @@ impl Store {
         if meta.permissions().mode() & 0o077 == 0 {
             return;
         }
-        let first_use = std::fs::read_dir(&self.dir)
-            .is_ok_and(|entries| entries.flatten().all(|e| e.file_name() == SESSIONS_DIR));
+        let first_use = std::fs::read_dir(&self.dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .all(|e| e.file_name().to_str().is_some_and(|name| MARSHAL_FILES.contains(&name)))
+        });
         if first_use {
             let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
         }

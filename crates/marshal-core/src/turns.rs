@@ -8,7 +8,9 @@ use anyhow::Result;
 
 use crate::agents::normalize_agent_name;
 use crate::compliance::classify;
+use crate::compliance::Outcome;
 use crate::event::{AgentCall, Event, TurnKey};
+use crate::history::{History, HISTORY_FILE};
 use crate::ledger::{self, ClosedBy, Record, RecordBody};
 use crate::mode::{Mode, ModeDecision};
 use crate::routing::{self, Decision, Recommendation};
@@ -27,18 +29,20 @@ pub enum HookResponse {
 /// Problems worth a log line that did not stop the hook.
 pub type Warnings = Vec<String>;
 
-/// Handles one event. `now` is the RFC 3339 time stamped on records.
+/// Handles one event. `now` is the RFC 3339 time stamped on records; `route` decides a prompt
+/// (the caller loads the configuration it needs, and only for prompts).
 pub fn handle(
     event: Event,
     mode: &ModeDecision,
     store: &Store,
     now: &str,
+    route: &dyn Fn(&str) -> Decision,
 ) -> Result<(HookResponse, Warnings)> {
     if mode.mode == Mode::Off {
         return Ok((HookResponse::Silent, Vec::new()));
     }
     match event {
-        Event::Prompt { key, prompt } => match routing::route(&prompt) {
+        Event::Prompt { key, prompt } => match route(&prompt) {
             Decision::Abstain(_) => Ok((HookResponse::Silent, Vec::new())),
             Decision::Route(rec) => {
                 // The directive helps even when the turn cannot be recorded: inject it anyway.
@@ -64,9 +68,9 @@ pub fn handle(
 }
 
 /// What to print when nothing can be recorded: the directive still helps the model.
-pub fn respond_without_recording(event: &Event) -> HookResponse {
+pub fn respond_without_recording(event: &Event, route: &dyn Fn(&str) -> Decision) -> HookResponse {
     match event {
-        Event::Prompt { prompt, .. } => match routing::route(prompt) {
+        Event::Prompt { prompt, .. } => match route(prompt) {
             Decision::Route(rec) => HookResponse::AdditionalContext(routing::directive_text(&rec)),
             Decision::Abstain(_) => HookResponse::Silent,
         },
@@ -119,10 +123,13 @@ fn open_turn(
             model: rec.model.clone(),
             confidence: rec.confidence,
             reasons: rec.reasons.clone(),
+            task: rec.task.clone(),
+            score: rec.score,
             prompt_chars,
         },
     ));
     let turn = OpenTurn {
+        task: rec.task.clone(),
         prompt_id: key.prompt_id.clone(),
         started: now.to_string(),
         mode,
@@ -191,6 +198,7 @@ fn close_turns(store: &Store, key: &TurnKey, now: &str) -> Result<Warnings> {
         })
         .collect();
     ledger::append(&store.ledger_path(), &records)?;
+    update_history(store, &records, &mut warnings);
     session::clear(&path)?;
     Ok(warnings)
 }
@@ -208,8 +216,32 @@ fn end_session(store: &Store, key: &TurnKey, now: &str) -> Result<Warnings> {
     let records: Vec<Record> =
         state.open_turns.iter().map(|turn| outcome_record(key, turn, ClosedBy::SessionEnd, now)).collect();
     ledger::append(&store.ledger_path(), &records)?;
+    update_history(store, &records, &mut warnings);
     session::remove(&path)?;
     Ok(warnings)
+}
+
+/// Adds closed turns to the per-task summary routing reads. Best effort: losing history only
+/// loses a hint, so a failure is a warning.
+fn update_history(store: &Store, records: &[Record], warnings: &mut Warnings) {
+    let closed: Vec<(&str, Outcome)> = records
+        .iter()
+        .filter_map(|r| match &r.body {
+            RecordBody::Outcome { task, outcome, .. } => Some((task.as_str(), *outcome)),
+            _ => None,
+        })
+        .collect();
+    if closed.is_empty() {
+        return;
+    }
+    let path = store.dir().join(HISTORY_FILE);
+    let mut history = History::load(&path);
+    for (task, outcome) in closed {
+        history.record(task, outcome);
+    }
+    if let Err(err) = history.save(&path) {
+        warnings.push(format!("history not updated: {err:#}"));
+    }
 }
 
 /// The outcome of `turn`; the session comes from `key`, the prompt id from the turn itself.
@@ -225,6 +257,7 @@ fn outcome_record(key: &TurnKey, turn: &OpenTurn, closed_by: ClosedBy, now: &str
         outcome: verdict.outcome,
         actual: verdict.actual,
         called: calls.iter().map(|c| normalize_agent_name(c).to_string()).collect(),
+        task: turn.task.clone(),
         closed_by,
     };
     Record::new(now.to_string(), key.session.clone(), turn.prompt_id.clone(), body)
@@ -252,7 +285,11 @@ mod tests {
 
         fn send(&self, json: serde_json::Value) -> HookResponse {
             let event = Event::from_wire(parse_hook_input(json.to_string().as_bytes()).unwrap());
-            handle(event, &self.mode, &self.store, "2026-11-21T05:00:00.000Z").unwrap().0
+            let config = crate::config::Config::default();
+            let route = |prompt: &str| {
+                routing::route(prompt, &routing::RouteInputs { config: &config, agents: &[], history: None })
+            };
+            handle(event, &self.mode, &self.store, "2026-11-21T05:00:00.000Z", &route).unwrap().0
         }
 
         fn prompt(&self, prompt_id: &str, prompt: &str) -> HookResponse {

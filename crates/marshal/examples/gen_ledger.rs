@@ -122,6 +122,8 @@ fn main() -> Result<()> {
                     ["chore", "everyday", "hard-task"][rng.below(3) as usize]
                 )],
                 prompt_chars: 20 + rng.below(2000) as usize,
+                task: ["chore", "implementation", "architecture"][tier as usize].to_string(),
+                score: [2, 5, 8][tier as usize],
             };
             emit(&Record::new(ts(0), session.clone(), prompt_id.clone(), body), &mut out, &mut written)?;
             let outcome = [Outcome::Followed, Outcome::Deviated, Outcome::Ignored, Outcome::Interrupted]
@@ -162,6 +164,7 @@ fn main() -> Result<()> {
                 actual: called.first().cloned(),
                 called: called.clone(),
                 closed_by: if outcome == Outcome::Interrupted { ClosedBy::LaterStop } else { ClosedBy::Stop },
+                task: ["chore", "implementation", "architecture"][tier as usize].to_string(),
             };
             emit(&Record::new(ts(30_000), session.clone(), prompt_id.clone(), body), &mut out, &mut written)?;
             if !called.is_empty() {

@@ -1,0 +1,892 @@
+//! Settings, layered in one place ([`load`]): compiled-in defaults, then the user file
+//! `~/.claude/marshal.json`, then the project file `<project>/.claude/marshal.json`, then the file
+//! named by `MARSHAL_CONFIG`, then `MARSHAL_*` variables. Later layers override earlier ones key by
+//! key; rules merge by id.
+//!
+//! Unknown keys are warnings. A bad value is an error naming the file, the key and what was
+//! expected; hooks then fall back to the defaults (and log why), the CLI shows the error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::agents::Tier;
+
+/// A routing rule: when any of its patterns occurs in the prompt, it votes for its task type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub id: String,
+    /// Whole words (`fix`), stems ending in `*` (`refactor*`), or phrases (`root cause*`).
+    pub patterns: Vec<String>,
+    pub task: String,
+    /// Votes per distinct matching pattern.
+    pub weight: f64,
+    /// Forces the tier when this rule decides the task type.
+    pub tier: Option<Tier>,
+    /// Routes to this agent (by name) when this rule decides the task type.
+    pub agent: Option<String>,
+}
+
+/// Values per tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierTable {
+    pub weak: String,
+    pub base: String,
+    pub strong: String,
+}
+
+impl TierTable {
+    pub fn get(&self, tier: Tier) -> &str {
+        match tier {
+            Tier::Weak => &self.weak,
+            Tier::Base => &self.base,
+            Tier::Strong => &self.strong,
+        }
+    }
+
+    fn set(&mut self, tier: Tier, value: String) {
+        match tier {
+            Tier::Weak => self.weak = value,
+            Tier::Base => self.base = value,
+            Tier::Strong => self.strong = value,
+        }
+    }
+}
+
+/// Complexity scores (1-10) from which the base and strong tiers start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Thresholds {
+    pub base: u8,
+    pub strong: u8,
+}
+
+impl Thresholds {
+    pub fn tier(&self, score: u8) -> Tier {
+        if score >= self.strong {
+            Tier::Strong
+        } else if score >= self.base {
+            Tier::Base
+        } else {
+            Tier::Weak
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Model alias (or full id) per tier.
+    pub models: TierTable,
+    /// Default agent per tier (bare names of this plugin's agents).
+    pub agents: TierTable,
+    pub thresholds: Thresholds,
+    /// Base complexity score of each task type.
+    pub tasks: BTreeMap<String, u8>,
+    /// Enabled rules, in the order they are consulted (user rules first).
+    pub rules: Vec<Rule>,
+    /// Look for user and project agents a rule or description can route to.
+    pub agent_discovery: bool,
+    /// Let the history of past turns raise the complexity score.
+    pub history: bool,
+}
+
+/// Where each layer came from, and what was odd about it: shown by `marshal route --explain`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Provenance {
+    pub layers: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source: String,
+    pub key: String,
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: key '{}': expected {}", self.source, self.key, self.expected)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The task type used when no rule fires.
+pub const GENERAL_TASK: &str = "general";
+
+const KNOWN_KEYS: &[&str] =
+    &["models", "agents", "thresholds", "tasks", "rules", "disable_rules", "agent_discovery", "history"];
+
+impl Default for Config {
+    fn default() -> Self {
+        let table = |f: fn(Tier) -> &'static str| TierTable {
+            weak: f(Tier::Weak).into(),
+            base: f(Tier::Base).into(),
+            strong: f(Tier::Strong).into(),
+        };
+        Config {
+            models: table(Tier::default_model),
+            agents: table(Tier::default_agent),
+            thresholds: Thresholds { base: 4, strong: 7 },
+            tasks: DEFAULT_TASKS.iter().map(|(task, score)| (task.to_string(), *score)).collect(),
+            rules: default_rules(),
+            agent_discovery: true,
+            history: true,
+        }
+    }
+}
+
+/// Task types and their base complexity (1-10).
+const DEFAULT_TASKS: &[(&str, u8)] = &[
+    ("chore", 2),
+    ("lookup", 2),
+    ("docs", 3),
+    ("explain", 3),
+    (GENERAL_TASK, 5),
+    ("implementation", 5),
+    ("testing", 5),
+    ("debugging", 5),
+    ("review", 5),
+    ("research", 6),
+    ("refactor", 7),
+    ("performance", 7),
+    ("hard-debugging", 8),
+    ("architecture", 8),
+    ("security", 8),
+];
+
+/// The compiled-in rules: (id, task, weight, patterns). Specific signals (a typo, a deadlock)
+/// weigh more than generic verbs (fix, add), so "fix the typo" is a chore.
+const DEFAULT_RULES: &[(&str, &str, f64, &[&str])] = &[
+    (
+        "builtin.chore",
+        "chore",
+        1.5,
+        &[
+            "rename*",
+            "typo*",
+            "spelling",
+            "misspel*",
+            "reformat*",
+            "lint*",
+            "whitespace",
+            "indent*",
+            "changelog",
+            "bump*",
+            "unused",
+            "imports",
+            "gitignore",
+            "fmt",
+            "prettier",
+            "eslint",
+            "isort",
+            "gofmt",
+            "clippy",
+            "alphabeti*",
+            "commented out",
+            "dead code",
+            "type hints",
+            "copyright",
+            "nvmrc",
+            "trailing",
+        ],
+    ),
+    (
+        "builtin.chore-soft",
+        "chore",
+        0.5,
+        &["format*", "replace", "move", "delete", "remove", "one liner", "one line"],
+    ),
+    (
+        "builtin.small",
+        "chore",
+        0.5,
+        &[
+            "quick",
+            "quickly",
+            "simple",
+            "just",
+            "small",
+            "tiny",
+            "minor",
+            "trivial",
+            "one sentence",
+            "briefly",
+        ],
+    ),
+    (
+        "builtin.lookup",
+        "lookup",
+        1.0,
+        &[
+            "where is",
+            "where are",
+            "show me",
+            "grep*",
+            "which file*",
+            "how many",
+            "^what",
+            "^which",
+            "^where",
+            "^does",
+            "^is",
+            "^are",
+            "^do",
+        ],
+    ),
+    (
+        "builtin.lookup-soft",
+        "lookup",
+        0.5,
+        &["find", "locate", "list", "count", "summari*", "version", "default"],
+    ),
+    ("builtin.docs", "docs", 1.0, &["readme", "docstring*", "documentation", "docs", "comment", "comments"]),
+    (
+        "builtin.explain",
+        "explain",
+        1.0,
+        &["explain*", "how does", "what does", "walk me through", "^explain", "^why"],
+    ),
+    (
+        "builtin.implementation",
+        "implementation",
+        1.0,
+        &[
+            "implement*",
+            "feature*",
+            "endpoint*",
+            "integrat*",
+            "support for",
+            "add support",
+            "migration",
+            "migrations",
+            "validation",
+            "component",
+            "screen",
+            "page",
+            "form",
+            "api",
+            "driver",
+        ],
+    ),
+    (
+        "builtin.implementation-soft",
+        "implementation",
+        0.5,
+        &["add", "adding", "write", "create", "build", "function*", "make", "update", "change"],
+    ),
+    ("builtin.testing", "testing", 1.0, &["test*", "coverage", "unit test*"]),
+    (
+        "builtin.debugging",
+        "debugging",
+        1.0,
+        &[
+            "bug",
+            "bugs",
+            "debug*",
+            "crash*",
+            "failing",
+            "fails",
+            "broken",
+            "exception*",
+            "traceback",
+            "500",
+            "404",
+        ],
+    ),
+    (
+        "builtin.debugging-soft",
+        "debugging",
+        0.5,
+        &["fix", "fixing", "error*", "issue", "wrong", "doesn", "isn"],
+    ),
+    ("builtin.review", "review", 1.0, &["review*", "code review*", "pull request", "diff"]),
+    (
+        "builtin.research",
+        "research",
+        1.0,
+        &[
+            "investigat*",
+            "research*",
+            "compare",
+            "comparison",
+            "evaluate",
+            "pros and cons",
+            "alternatives",
+            "options",
+        ],
+    ),
+    (
+        "builtin.refactor",
+        "refactor",
+        1.0,
+        &["refactor*", "rewrite*", "restructur*", "migrate", "migrating", "modulari*", "decouple*"],
+    ),
+    (
+        "builtin.performance",
+        "performance",
+        1.5,
+        &["performance", "optimi*", "bottleneck*", "latency", "throughput", "profil*", "p99", "p95"],
+    ),
+    (
+        "builtin.hard-debugging",
+        "hard-debugging",
+        1.5,
+        &[
+            "race condition*",
+            "deadlock*",
+            "memory leak*",
+            "flaky",
+            "intermittent*",
+            "heisenbug*",
+            "corrupt*",
+            "root cause*",
+            "segfault*",
+            "use after free",
+            "livelock*",
+            "data race*",
+            "hard fault*",
+            "oom*",
+            "out of memory",
+            "at random",
+            "randomly",
+            "never locally",
+            "only in ci",
+            "once every",
+            "stall*",
+            "hangs",
+            "hanging",
+            "nan",
+        ],
+    ),
+    ("builtin.hard-debugging-soft", "hard-debugging", 1.0, &["sometimes", "twice", "only on", "memory"]),
+    (
+        "builtin.architecture",
+        "architecture",
+        1.5,
+        &[
+            "architect*",
+            "design*",
+            "redesign*",
+            "scalab*",
+            "distributed",
+            "consensus",
+            "replication",
+            "shard*",
+            "trade off*",
+            "tradeoff*",
+            "from scratch",
+            "microservice*",
+            "concurren*",
+            "strategy",
+            "multi region",
+            "event driven",
+            "offline sync",
+        ],
+    ),
+    (
+        "builtin.security",
+        "security",
+        1.5,
+        &["security", "vulnerab*", "threat model*", "exploit*", "cve", "injection", "xss", "csrf", "jwt"],
+    ),
+];
+
+fn default_rules() -> Vec<Rule> {
+    DEFAULT_RULES
+        .iter()
+        .map(|(id, task, weight, patterns)| Rule {
+            id: id.to_string(),
+            patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            task: task.to_string(),
+            weight: *weight,
+            tier: None,
+            agent: None,
+        })
+        .collect()
+}
+
+/// The facts that decide which layers exist: read once, passed in.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigEnv {
+    pub home: Option<PathBuf>,
+    pub project: Option<PathBuf>,
+    pub vars: BTreeMap<String, String>,
+}
+
+impl ConfigEnv {
+    /// From the process environment; `project` is the session's working directory.
+    pub fn from_process(project: Option<&Path>) -> Self {
+        let vars = std::env::vars().filter(|(k, _)| k.starts_with("MARSHAL_")).collect();
+        ConfigEnv {
+            home: std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from),
+            project: project.map(Path::to_path_buf),
+            vars,
+        }
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// Builds the effective configuration, layer by layer. See the module docs for the order.
+pub fn load(env: &ConfigEnv) -> Result<(Config, Provenance), ConfigError> {
+    let mut config = Config::default();
+    let mut provenance = Provenance { layers: vec!["defaults".into()], warnings: Vec::new() };
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(home) = &env.home {
+        files.push(home.join(".claude").join("marshal.json"));
+    }
+    if let Some(project) = &env.project {
+        let project_file = project.join(".claude").join("marshal.json");
+        // In the home directory the project file is the user file: read it once.
+        if !files.contains(&project_file) {
+            files.push(project_file);
+        }
+    }
+    for path in &files {
+        if let Some(layer) = read_layer(path, false)? {
+            apply_layer(&mut config, &layer, &path.display().to_string(), &mut provenance.warnings)?;
+            provenance.layers.push(path.display().to_string());
+        }
+    }
+    if let Some(path) = env.var("MARSHAL_CONFIG") {
+        let layer = read_layer(Path::new(path), true)?.unwrap_or_default();
+        apply_layer(&mut config, &layer, path, &mut provenance.warnings)?;
+        provenance.layers.push(format!("MARSHAL_CONFIG={path}"));
+    }
+    apply_env(&mut config, env, &mut provenance)?;
+    let variables: Vec<&str> =
+        env.vars.keys().map(String::as_str).filter(|k| ENV_SETTINGS.contains(k)).collect();
+    if !variables.is_empty() {
+        provenance.layers.push(variables.join(", "));
+    }
+    Ok((config, provenance))
+}
+
+/// Reads one JSON object. A missing file is no layer, unless it was asked for by name.
+fn read_layer(path: &Path, required: bool) -> Result<Option<Map<String, Value>>, ConfigError> {
+    let source = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err)
+            if matches!(err.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory)
+                && !required =>
+        {
+            return Ok(None)
+        }
+        Err(err) => {
+            return Err(ConfigError {
+                source,
+                key: "(file)".into(),
+                expected: format!("a readable file ({err})"),
+            })
+        }
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => Ok(Some(map)),
+        Ok(_) => Err(ConfigError { source, key: "(top level)".into(), expected: "a JSON object".into() }),
+        Err(err) => {
+            Err(ConfigError { source, key: "(file)".into(), expected: format!("valid JSON ({err})") })
+        }
+    }
+}
+
+fn err(source: &str, key: &str, expected: &str) -> ConfigError {
+    ConfigError { source: source.into(), key: key.into(), expected: expected.into() }
+}
+
+fn apply_layer(
+    config: &mut Config,
+    layer: &Map<String, Value>,
+    source: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    for (key, value) in layer {
+        match key.as_str() {
+            "models" => apply_tier_table(&mut config.models, value, source, "models")?,
+            "agents" => apply_tier_table(&mut config.agents, value, source, "agents")?,
+            "thresholds" => apply_thresholds(&mut config.thresholds, value, source)?,
+            "tasks" => apply_tasks(&mut config.tasks, value, source)?,
+            "rules" => apply_rules(&mut config.rules, value, source, warnings)?,
+            "disable_rules" => {
+                let ids = string_list(value).ok_or_else(|| err(source, key, "a list of rule ids"))?;
+                disable_rules(&mut config.rules, &ids, source, warnings);
+            }
+            "agent_discovery" => {
+                config.agent_discovery = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?
+            }
+            "history" => config.history = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?,
+            // "$schema" and "//" comments are welcome in a JSON config.
+            k if k.starts_with('$') || k.starts_with("//") => {}
+            unknown => warnings.push(format!(
+                "{source}: unknown key '{unknown}' ignored (known keys: {})",
+                KNOWN_KEYS.join(", ")
+            )),
+        }
+    }
+    validate(config, source)
+}
+
+fn apply_tier_table(
+    table: &mut TierTable,
+    value: &Value,
+    source: &str,
+    key: &str,
+) -> Result<(), ConfigError> {
+    let map = value.as_object().ok_or_else(|| err(source, key, "an object with weak, base and/or strong"))?;
+    for (tier_name, v) in map {
+        let tier = parse_tier(tier_name).ok_or_else(|| {
+            err(source, &format!("{key}.{tier_name}"), "one of the tiers weak, base, strong")
+        })?;
+        let text = v
+            .as_str()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| err(source, &format!("{key}.{tier_name}"), "a non-empty string"))?;
+        table.set(tier, text.trim().to_string());
+    }
+    Ok(())
+}
+
+fn apply_thresholds(thresholds: &mut Thresholds, value: &Value, source: &str) -> Result<(), ConfigError> {
+    let map =
+        value.as_object().ok_or_else(|| err(source, "thresholds", "an object with base and/or strong"))?;
+    for (name, v) in map {
+        let key = format!("thresholds.{name}");
+        let score = score_value(v).ok_or_else(|| err(source, &key, "a whole number from 1 to 10"))?;
+        match name.as_str() {
+            "base" => thresholds.base = score,
+            "strong" => thresholds.strong = score,
+            _ => return Err(err(source, &key, "base or strong")),
+        }
+    }
+    Ok(())
+}
+
+fn apply_tasks(tasks: &mut BTreeMap<String, u8>, value: &Value, source: &str) -> Result<(), ConfigError> {
+    let map = value.as_object().ok_or_else(|| err(source, "tasks", "an object of task type to score"))?;
+    for (task, v) in map {
+        let score = score_value(v)
+            .ok_or_else(|| err(source, &format!("tasks.{task}"), "a whole number from 1 to 10"))?;
+        tasks.insert(task.clone(), score);
+    }
+    Ok(())
+}
+
+/// User rules come first (in file order), then the rules already configured. A rule whose id
+/// exists replaces it in place; `"enabled": false` removes it.
+fn apply_rules(
+    rules: &mut Vec<Rule>,
+    value: &Value,
+    source: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let list = value.as_array().ok_or_else(|| err(source, "rules", "a list of rule objects"))?;
+    let mut added = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let key = format!("rules[{i}]");
+        let object = item.as_object().ok_or_else(|| err(source, &key, "a rule object"))?;
+        let id = object
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| err(source, &format!("{key}.id"), "a non-empty string"))?
+            .to_string();
+        if object.get("enabled") == Some(&Value::Bool(false)) {
+            disable_rules(rules, std::slice::from_ref(&id), source, warnings);
+            continue;
+        }
+        let rule = parse_rule(object, id, source, &key, warnings)?;
+        match rules.iter_mut().find(|r| r.id == rule.id) {
+            Some(existing) => *existing = rule,
+            None => added.push(rule),
+        }
+    }
+    added.append(rules);
+    *rules = added;
+    Ok(())
+}
+
+fn parse_rule(
+    object: &Map<String, Value>,
+    id: String,
+    source: &str,
+    key: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Rule, ConfigError> {
+    let patterns = object
+        .get("match")
+        .and_then(string_list)
+        .filter(|list| !list.is_empty() && list.iter().all(|p| valid_pattern(p)))
+        .ok_or_else(|| {
+            err(source, &format!("{key}.match"), "a non-empty list of words, stems (word*) or phrases")
+        })?
+        .into_iter()
+        .map(|p| normalize_pattern(&p))
+        .collect();
+    let task = object
+        .get("task")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| {
+            err(source, &format!("{key}.task"), "a task type such as chore, implementation, architecture")
+        })?
+        .trim()
+        .to_string();
+    let weight = match object.get("weight") {
+        None => 1.0,
+        Some(v) => v
+            .as_f64()
+            .filter(|w| (0.0..=10.0).contains(w))
+            .ok_or_else(|| err(source, &format!("{key}.weight"), "a number from 0 to 10"))?,
+    };
+    let tier = match object.get("tier") {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(parse_tier)
+                .ok_or_else(|| err(source, &format!("{key}.tier"), "weak, base or strong"))?,
+        ),
+    };
+    let agent = match object.get("agent") {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| err(source, &format!("{key}.agent"), "an agent name"))?
+                .trim()
+                .to_string(),
+        ),
+    };
+    for unknown in object.keys().filter(|k| !RULE_KEYS.contains(&k.as_str())) {
+        warnings.push(format!(
+            "{source}: {key}: unknown key '{unknown}' ignored (known: {})",
+            RULE_KEYS.join(", ")
+        ));
+    }
+    Ok(Rule { id, patterns, task, weight, tier, agent })
+}
+
+const RULE_KEYS: &[&str] = &["id", "match", "task", "weight", "tier", "agent", "enabled"];
+
+fn disable_rules(rules: &mut Vec<Rule>, ids: &[String], source: &str, warnings: &mut Vec<String>) {
+    for id in ids {
+        let before = rules.len();
+        rules.retain(|r| &r.id != id);
+        if rules.len() == before {
+            warnings.push(format!("{source}: no rule '{id}' to disable"));
+        }
+    }
+}
+
+/// Patterns are words of letters and digits separated by spaces, with an optional trailing `*`
+/// (a stem) and an optional leading `^` (only as the prompt's first word).
+fn valid_pattern(pattern: &str) -> bool {
+    let pattern = pattern.trim();
+    let pattern = pattern.strip_prefix('^').unwrap_or(pattern);
+    let body = pattern.strip_suffix('*').unwrap_or(pattern);
+    !body.is_empty() && body.split_whitespace().all(|w| w.chars().all(|c| c.is_alphanumeric()))
+}
+
+fn normalize_pattern(pattern: &str) -> String {
+    pattern.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+fn validate(config: &Config, source: &str) -> Result<(), ConfigError> {
+    if config.thresholds.base > config.thresholds.strong {
+        return Err(err(source, "thresholds", "base not above strong"));
+    }
+    for rule in &config.rules {
+        if !config.tasks.contains_key(&rule.task) {
+            return Err(err(
+                source,
+                &format!("rule '{}'.task", rule.id),
+                &format!(
+                    "a known task type ({}), or add '{}' under \"tasks\" with its score",
+                    config.tasks.keys().cloned().collect::<Vec<_>>().join(", "),
+                    rule.task
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse_tier(name: &str) -> Option<Tier> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "weak" => Some(Tier::Weak),
+        "base" => Some(Tier::Base),
+        "strong" => Some(Tier::Strong),
+        _ => None,
+    }
+}
+
+fn score_value(value: &Value) -> Option<u8> {
+    value.as_u64().filter(|n| (1..=10).contains(n)).map(|n| n as u8)
+}
+
+fn string_list(value: &Value) -> Option<Vec<String>> {
+    value.as_array()?.iter().map(|v| v.as_str().map(str::to_string)).collect()
+}
+
+/// The `MARSHAL_*` variables that are settings (others, like `MARSHAL_MODE`, are read where
+/// they are used).
+const ENV_SETTINGS: &[&str] = &[
+    "MARSHAL_MODEL_WEAK",
+    "MARSHAL_MODEL_BASE",
+    "MARSHAL_MODEL_STRONG",
+    "MARSHAL_DISABLE_RULES",
+    "MARSHAL_AGENT_DISCOVERY",
+    "MARSHAL_HISTORY",
+];
+
+/// The last layer: one small function per variable.
+fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) -> Result<(), ConfigError> {
+    for (tier, name) in [
+        (Tier::Weak, "MARSHAL_MODEL_WEAK"),
+        (Tier::Base, "MARSHAL_MODEL_BASE"),
+        (Tier::Strong, "MARSHAL_MODEL_STRONG"),
+    ] {
+        if let Some(model) = env.var(name) {
+            config.models.set(tier, model.trim().to_string());
+        }
+    }
+    if let Some(list) = env.var("MARSHAL_DISABLE_RULES") {
+        let ids: Vec<String> =
+            list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        disable_rules(&mut config.rules, &ids, "MARSHAL_DISABLE_RULES", &mut provenance.warnings);
+    }
+    if let Some(value) = env.var("MARSHAL_AGENT_DISCOVERY") {
+        config.agent_discovery = env_bool("MARSHAL_AGENT_DISCOVERY", value)?;
+    }
+    if let Some(value) = env.var("MARSHAL_HISTORY") {
+        config.history = env_bool("MARSHAL_HISTORY", value)?;
+    }
+    Ok(())
+}
+
+fn env_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(err(name, name, "1/true/yes/on or 0/false/no/off")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_with(home: &Path, project: Option<&Path>, vars: &[(&str, &str)]) -> ConfigEnv {
+        ConfigEnv {
+            home: Some(home.to_path_buf()),
+            project: project.map(Path::to_path_buf),
+            vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn defaults_without_any_file() {
+        let home = tempfile::tempdir().unwrap();
+        let (config, provenance) = load(&env_with(home.path(), None, &[])).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(provenance.layers, vec!["defaults".to_string()]);
+        assert_eq!(config.models.get(Tier::Strong), "opus");
+    }
+
+    #[test]
+    fn layers_apply_in_order_user_project_named_file_then_variables() {
+        let home = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        write(
+            &home.path().join(".claude/marshal.json"),
+            r#"{"models":{"weak":"sonnet","strong":"fable"},"thresholds":{"strong":8}}"#,
+        );
+        write(&project.path().join(".claude/marshal.json"), r#"{"models":{"weak":"haiku"},"history":false}"#);
+        let named = project.path().join("named.json");
+        write(&named, r#"{"thresholds":{"base":3}}"#);
+        let vars = [("MARSHAL_CONFIG", named.to_str().unwrap()), ("MARSHAL_MODEL_BASE", "opus")];
+        let (config, provenance) = load(&env_with(home.path(), Some(project.path()), &vars)).unwrap();
+        assert_eq!(
+            config.models,
+            TierTable { weak: "haiku".into(), base: "opus".into(), strong: "fable".into() }
+        );
+        assert_eq!(config.thresholds, Thresholds { base: 3, strong: 8 });
+        assert!(!config.history);
+        assert_eq!(provenance.layers.len(), 5, "{:?}", provenance.layers);
+    }
+
+    #[test]
+    fn rules_are_added_first_overridden_in_place_and_disabled_by_id() {
+        let home = tempfile::tempdir().unwrap();
+        write(
+            &home.path().join(".claude/marshal.json"),
+            r#"{"rules":[
+                {"id":"team.review","match":["code review*","pr"],"task":"review","agent":"code-reviewer"},
+                {"id":"builtin.small","match":["tiny"],"task":"chore","weight":0.25},
+                {"id":"builtin.docs","enabled":false}
+              ],
+              "disable_rules":["builtin.explain"]}"#,
+        );
+        let (config, _) =
+            load(&env_with(home.path(), None, &[("MARSHAL_DISABLE_RULES", "builtin.security")])).unwrap();
+        assert_eq!(config.rules[0].id, "team.review");
+        assert_eq!(config.rules[0].agent.as_deref(), Some("code-reviewer"));
+        let small = config.rules.iter().find(|r| r.id == "builtin.small").unwrap();
+        assert_eq!((small.patterns.clone(), small.weight), (vec!["tiny".to_string()], 0.25));
+        for gone in ["builtin.docs", "builtin.explain", "builtin.security"] {
+            assert!(config.rules.iter().all(|r| r.id != gone), "{gone}");
+        }
+        let position = |id: &str| config.rules.iter().position(|r| r.id == id).unwrap();
+        assert!(position("builtin.chore") < position("builtin.small"), "an override keeps its place");
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_bad_values_name_file_key_and_expectation() {
+        let home = tempfile::tempdir().unwrap();
+        let file = home.path().join(".claude/marshal.json");
+        write(&file, r#"{"modles":{},"rules":[{"id":"x","match":["a"],"task":"chore","colour":"red"}]}"#);
+        let (_, provenance) = load(&env_with(home.path(), None, &[])).unwrap();
+        assert!(provenance.warnings[0].contains("unknown key 'modles'"), "{:?}", provenance.warnings);
+        assert!(provenance.warnings[1].contains("unknown key 'colour'"), "{:?}", provenance.warnings);
+
+        let cases = [
+            (r#"{"thresholds":{"strong":11}}"#, "thresholds.strong", "a whole number from 1 to 10"),
+            (r#"{"models":{"mega":"opus"}}"#, "models.mega", "one of the tiers"),
+            (r#"{"rules":[{"id":"r","match":[],"task":"chore"}]}"#, "rules[0].match", "non-empty list"),
+            (r#"{"rules":[{"id":"r","match":["a.b"],"task":"chore"}]}"#, "rules[0].match", "non-empty list"),
+            (r#"{"rules":[{"id":"r","match":["a"],"task":"dance"}]}"#, "rule 'r'.task", "known task type"),
+            (r#"{"agent_discovery":"yes"}"#, "agent_discovery", "true or false"),
+            (r#"[1,2]"#, "(top level)", "a JSON object"),
+            (r#"{"models":"#, "(file)", "valid JSON"),
+        ];
+        for (text, key, expected) in cases {
+            write(&file, text);
+            let error = load(&env_with(home.path(), None, &[])).unwrap_err();
+            assert_eq!(error.source, file.display().to_string(), "{text}");
+            assert_eq!(error.key, key, "{text}");
+            assert!(error.expected.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_named_config_must_exist_and_variables_are_validated() {
+        let home = tempfile::tempdir().unwrap();
+        let error = load(&env_with(home.path(), None, &[("MARSHAL_CONFIG", "/nonexistent/marshal.json")]))
+            .unwrap_err();
+        assert_eq!(error.source, "/nonexistent/marshal.json");
+        let error = load(&env_with(home.path(), None, &[("MARSHAL_HISTORY", "maybe")])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "MARSHAL_HISTORY: key 'MARSHAL_HISTORY': expected 1/true/yes/on or 0/false/no/off"
+        );
+    }
+}

@@ -1,0 +1,421 @@
+//! What routing reads from a prompt: its words (lowercase ASCII, quoted text left out), its size,
+//! the files and paths it names, and whether it is a request at all.
+//!
+//! Plain string scanning, no regex: this runs inside a hook on every prompt.
+
+/// Only the start of a very long prompt is scanned for words; its size still counts in full.
+const SCAN_LIMIT_BYTES: usize = 64 * 1024;
+
+/// Why a prompt is not a request marshal should route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbstainReason {
+    Empty,
+    ChitChat,
+    SlashCommand,
+    /// Claude Code's own notice that a background subagent finished; not a user request.
+    TaskNotification,
+}
+
+impl AbstainReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            AbstainReason::Empty => "the prompt is empty",
+            AbstainReason::ChitChat => "chit-chat, not a request",
+            AbstainReason::SlashCommand => "a slash command",
+            AbstainReason::TaskNotification => "a background-task notification from Claude Code",
+        }
+    }
+}
+
+/// The analysed prompt.
+#[derive(Debug, Clone)]
+pub struct PromptText {
+    /// Lowercase ASCII words outside quotes, code and file paths, in order.
+    pub words: Vec<String>,
+    /// Indices into `words`, sorted by the word: exact and prefix look-ups by binary search.
+    sorted: Vec<u32>,
+    /// Words of prose (outside code fences), quotes included.
+    pub prose_words: usize,
+    /// Lines inside ``` fences: pasted code, logs, traces.
+    pub pasted_lines: usize,
+    /// Distinct tokens that look like files or paths (`src/api.rs`, `./x`, `Cargo.toml`).
+    pub paths: usize,
+}
+
+impl PromptText {
+    pub fn new(prompt: &str) -> PromptText {
+        let scanned = truncate_at_char_boundary(prompt, SCAN_LIMIT_BYTES);
+        let (prose, pasted_lines) = split_code_fences(scanned);
+        let prose_words = prose.split_whitespace().count();
+        // A path names a file, not the task: "update SECURITY.md" is not a security review.
+        let without_paths: String = prose
+            .split_inclusive(char::is_whitespace)
+            .map(|token| if looks_like_path(trim_token(token.trim_end())) { " " } else { token })
+            .collect();
+        let words = words_of(&strip_quoted(&without_paths));
+        let mut sorted: Vec<u32> = (0..words.len() as u32).collect();
+        sorted.sort_unstable_by(|a, b| words[*a as usize].cmp(&words[*b as usize]));
+        let mut paths: Vec<&str> =
+            prompt.split_whitespace().map(trim_token).filter(|t| looks_like_path(t)).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        PromptText { words, sorted, prose_words, pasted_lines, paths: paths.len() }
+    }
+
+    /// Whether `pattern` occurs, not right after a negation. A pattern is a word (`fix`), a
+    /// stem ending in `*` (`refactor*` matches `refactoring`), or words in sequence; a leading
+    /// `^` anchors it to the first word (`^what`).
+    pub fn matches(&self, pattern: &str) -> bool {
+        let (pattern, anchored) = match pattern.strip_prefix('^') {
+            Some(rest) => (rest, true),
+            None => (pattern, false),
+        };
+        let (body, stem) = match pattern.strip_suffix('*') {
+            Some(body) => (body, true),
+            None => (pattern, false),
+        };
+        let mut parts = body.split(' ');
+        let Some(first) = parts.next() else { return false };
+        let rest: Vec<&str> = parts.collect();
+        let word_matches = |word: &str, part: &str, is_last: bool| {
+            if is_last && stem {
+                word.starts_with(part)
+            } else {
+                word == part
+            }
+        };
+        let first_is_stem = stem && rest.is_empty();
+        self.positions_of(first, first_is_stem).any(|at| {
+            (!anchored || at == 0)
+                && rest.iter().enumerate().all(|(i, part)| {
+                    self.words.get(at + 1 + i).is_some_and(|w| word_matches(w, part, i + 1 == rest.len()))
+                })
+                && !self.negated_before(at)
+        })
+    }
+
+    /// Positions of `word` (or of words starting with it, for a stem), by binary search.
+    fn positions_of<'a>(&'a self, word: &'a str, stem: bool) -> impl Iterator<Item = usize> + 'a {
+        let key = |i: &u32| self.words[*i as usize].as_str();
+        let start = self.sorted.partition_point(|i| key(i) < word);
+        self.sorted[start..]
+            .iter()
+            .take_while(move |i| if stem { key(i).starts_with(word) } else { key(i) == word })
+            .map(|i| *i as usize)
+    }
+
+    /// "don't X", "do not X", "no X", "never X", "without X", "avoid X", "skip X", also with an
+    /// article between ("not the tests").
+    fn negated_before(&self, at: usize) -> bool {
+        let word = |back: usize| at.checked_sub(back).map(|i| self.words[i].as_str());
+        let article = matches!(word(1), Some("the" | "a" | "an" | "any"));
+        let (near, far) = if article { (2, 3) } else { (1, 2) };
+        matches!(word(near), Some("not" | "no" | "never" | "without" | "avoid" | "skip" | "dont"))
+            || (word(far) == Some("don") && word(near) == Some("t"))
+    }
+}
+
+/// Whether the prompt is plainly not a request (empty, a notification, a slash command).
+/// Chit-chat is decided by the router, which also knows whether any rule fired.
+pub fn abstain_reason(prompt: &str) -> Option<AbstainReason> {
+    let trimmed = prompt.trim_start();
+    if trimmed.trim_end().is_empty() {
+        Some(AbstainReason::Empty)
+    } else if trimmed.starts_with("<task-notification>") {
+        Some(AbstainReason::TaskNotification)
+    } else if is_slash_command(trimmed) {
+        Some(AbstainReason::SlashCommand)
+    } else {
+        None
+    }
+}
+
+/// Top-level directories of a Unix file system: `/tmp is full` names a path, not a command.
+const ROOT_DIRS: &[&str] = &[
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "home",
+    "lib",
+    "lib64",
+    "media",
+    "mnt",
+    "opt",
+    "proc",
+    "root",
+    "run",
+    "sbin",
+    "srv",
+    "sys",
+    "tmp",
+    "usr",
+    "var",
+    "work",
+    "workspace",
+    "Users",
+    "Volumes",
+];
+
+/// `/compact`, `/review 12`, `/plugin:cmd` are commands; `/etc/hosts is broken` and `/tmp is
+/// full` are not.
+fn is_slash_command(trimmed: &str) -> bool {
+    let Some(rest) = trimmed.strip_prefix('/') else { return false };
+    let command = rest.split_whitespace().next().unwrap_or("");
+    !ROOT_DIRS.contains(&command)
+        && command.starts_with(|c: char| c.is_ascii_alphabetic())
+        && command.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
+}
+
+/// Words that make a short message social: thanks, greetings, acknowledgements.
+const SOCIAL_WORDS: &[&str] = &[
+    "hi",
+    "hello",
+    "hey",
+    "yo",
+    "thanks",
+    "thank",
+    "thx",
+    "ty",
+    "ok",
+    "okay",
+    "cool",
+    "great",
+    "nice",
+    "awesome",
+    "perfect",
+    "morning",
+    "evening",
+    "night",
+    "bye",
+    "goodbye",
+    "cheers",
+    "yes",
+    "yep",
+    "yeah",
+    "no",
+    "nope",
+    "sure",
+    "lol",
+    "haha",
+    "np",
+    "appreciate",
+    "wow",
+    "love",
+    "merci",
+    "danke",
+    "gracias",
+    "grazie",
+    "obrigado",
+    "ciao",
+    "hola",
+    "bonjour",
+    "lgtm",
+    "amazing",
+    "excellent",
+    "brilliant",
+    "helpful",
+    "lifesaver",
+    "sounds",
+    "fair",
+    "brb",
+    "makes",
+    "sense",
+    "exactly",
+    "got",
+    "good",
+];
+
+/// Words that turn a short message into a request, however friendly.
+const REQUEST_WORDS: &[&str] =
+    &["please", "pls", "can", "could", "would", "help", "let", "now", "next", "also"];
+
+/// Up to this many characters, a prompt with no ASCII word at all ("👍", "谢谢", "?") is taken
+/// as chit-chat; longer ones are requests in another script and are routed.
+const WORDLESS_CHIT_CHAT_CHARS: usize = 12;
+/// A social message is short.
+const CHIT_CHAT_MAX_WORDS: usize = 12;
+
+/// Social and short, with no word asking for anything. The router also requires that no rule
+/// fired: "ok, rename foo to bar" is a request.
+pub fn looks_social(prompt: &str, text: &PromptText) -> bool {
+    let count = text.words.len();
+    if count == 0 {
+        return prompt.trim().chars().count() <= WORDLESS_CHIT_CHAT_CHARS;
+    }
+    count <= CHIT_CHAT_MAX_WORDS
+        && text.words.iter().any(|w| SOCIAL_WORDS.contains(&w.as_str()))
+        && !text.words.iter().any(|w| REQUEST_WORDS.contains(&w.as_str()))
+        && text.paths == 0
+        && text.pasted_lines == 0
+}
+
+fn truncate_at_char_boundary(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Separates prose from ``` fenced blocks; returns the prose and the number of fenced lines.
+fn split_code_fences(text: &str) -> (String, usize) {
+    let mut prose = String::with_capacity(text.len());
+    let mut fenced = 0;
+    let mut inside = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            inside = !inside;
+        } else if inside {
+            fenced += 1;
+        } else {
+            prose.push_str(line);
+            prose.push('\n');
+        }
+    }
+    (prose, fenced)
+}
+
+/// Leaves out text in double quotes, backticks and 'single quotes' (a quote at a word
+/// boundary, closed within 60 characters): quoted text is data ("fix the typo in the word
+/// 'architecture'"), not what the user asks for. Apostrophes inside words are kept.
+fn strip_quoted(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let opens =
+            matches!(c, '"' | '`' | '\u{201c}') || (c == '\'' && (i == 0 || !chars[i - 1].is_alphanumeric()));
+        if opens {
+            let close = match c {
+                '\u{201c}' => '\u{201d}',
+                other => other,
+            };
+            let end = chars[i + 1..].iter().take(60).position(|&d| d == close).map(|p| i + 1 + p);
+            let closes_at_boundary =
+                |e: usize| close != '\'' || chars.get(e + 1).is_none_or(|n| !n.is_alphanumeric());
+            if let Some(end) = end.filter(|&e| e > i + 1 && closes_at_boundary(e)) {
+                out.push(' ');
+                i = end + 1;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+fn words_of(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+fn trim_token(token: &str) -> &str {
+    token
+        .trim_matches(|c: char| matches!(c, '`' | '"' | '\'' | ',' | ')' | '(' | ':' | ';' | '.' | '?' | '!'))
+}
+
+/// `src/main.rs`, `./x`, `Cargo.toml`: a token with a slash, or a dotted name with a short
+/// alphabetic extension.
+fn looks_like_path(token: &str) -> bool {
+    if token.contains("://") || token.len() < 3 || token.chars().all(|c| c == '/' || c == '.') {
+        return false;
+    }
+    if token.contains('/') {
+        return token.chars().any(|c| c.is_alphanumeric());
+    }
+    match token.rsplit_once('.') {
+        Some((stem, ext)) => {
+            !stem.is_empty()
+                && stem.chars().any(|c| c.is_alphabetic())
+                && (1..=5).contains(&ext.len())
+                && ext.chars().all(|c| c.is_ascii_alphabetic())
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_text_and_code_are_not_words() {
+        let text = PromptText::new(
+            "fix the typo in the word 'architecture' and \"race condition\" in `deadlock_guard`",
+        );
+        assert!(!text.matches("architect*") && !text.matches("race condition") && !text.matches("deadlock*"));
+        assert!(text.matches("typo*") && text.matches("fix"));
+        let fenced = PromptText::new("why does this fail?\n```\nthread panicked: deadlock detected\n```\n");
+        assert!(!fenced.matches("deadlock*"));
+        assert_eq!((fenced.pasted_lines, fenced.prose_words), (1, 4));
+        let apostrophes = PromptText::new("don't touch the user's design");
+        assert!(!apostrophes.matches("touch"), "negated");
+        assert!(apostrophes.matches("design*"));
+    }
+
+    #[test]
+    fn patterns_words_stems_phrases_and_negation() {
+        let text = PromptText::new("Refactoring the address table; find the root causes, not the tests");
+        assert!(text.matches("refactor*"));
+        assert!(!text.matches("add"), "address is not add");
+        assert!(text.matches("root cause*"));
+        assert!(!text.matches("test*"), "negated by 'not'");
+    }
+
+    #[test]
+    fn abstentions() {
+        let abstain = abstain_reason;
+        assert_eq!(abstain(""), Some(AbstainReason::Empty));
+        assert_eq!(abstain("  \n"), Some(AbstainReason::Empty));
+        for chat in
+            ["thanks!", "Hi there, how are you?", "ok", "👍", "谢谢", "?", "merci beaucoup", "lgtm, thanks"]
+        {
+            assert!(looks_social(chat, &PromptText::new(chat)), "{chat}");
+        }
+        for request in [
+            "thanks, now fix the build",
+            "ok can you check src/main.rs",
+            "hello world program in rust please",
+        ] {
+            assert!(!looks_social(request, &PromptText::new(request)), "{request}");
+        }
+        for command in ["/compact", "/review 123", "/plugin:cmd arg"] {
+            assert_eq!(abstain(command), Some(AbstainReason::SlashCommand), "{command}");
+        }
+        assert_eq!(
+            abstain("<task-notification>\n<task-id>a</task-id>"),
+            Some(AbstainReason::TaskNotification)
+        );
+        for request in [
+            "/etc/hosts is broken, fix it",
+            "/tmp is full, clean it up",
+            "修复登录页面的崩溃问题并补充测试用例",
+        ] {
+            assert_eq!(abstain(request), None, "{request}");
+        }
+    }
+
+    #[test]
+    fn paths_are_counted_once_each() {
+        let text = PromptText::new(
+            "compare src/a.rs, src/b.rs and Cargo.toml with src/a.rs. Version 1.2 is out; see https://x.io/y",
+        );
+        assert_eq!(text.paths, 3);
+    }
+
+    #[test]
+    fn huge_and_non_ascii_prompts_are_safe() {
+        let huge = "é".repeat(SCAN_LIMIT_BYTES);
+        assert!(PromptText::new(&huge).words.is_empty());
+        assert_eq!(strip_quoted("it's \"unclosed"), "it's \"unclosed");
+    }
+}

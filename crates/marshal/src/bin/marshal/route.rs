@@ -1,0 +1,193 @@
+//! `marshal route`: how a prompt would be routed, and why (nothing is recorded).
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use marshal_core::config::Config;
+use marshal_core::context::{self, RoutingContext};
+use marshal_core::paths::{self, StateDirEnv};
+use marshal_core::routing::{self, Decision, Recommendation, RouteInputs};
+use serde_json::json;
+
+#[derive(Args)]
+pub struct RouteArgs {
+    /// Print the decision as JSON (schema in the README); with --explain, include every step.
+    #[arg(long)]
+    json: bool,
+    /// Show every rule that fired, every factor of the complexity score, and why the tier and
+    /// the agent were chosen.
+    #[arg(long)]
+    explain: bool,
+    /// Use only the compiled-in defaults: no configuration files, discovered agents or history.
+    #[arg(long)]
+    defaults: bool,
+    /// The project whose .claude/marshal.json and .claude/agents/ apply (default: the current
+    /// directory).
+    #[arg(long, value_name = "DIR")]
+    project: Option<PathBuf>,
+    /// The prompt text, or - to read it from stdin.
+    prompt: String,
+}
+
+pub fn run(args: RouteArgs) -> Result<()> {
+    let text = if args.prompt == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("could not read the prompt from stdin")?;
+        text
+    } else {
+        args.prompt.clone()
+    };
+    let project = match &args.project {
+        Some(dir) => Some(dir.clone()),
+        None => std::env::current_dir().ok(),
+    };
+    let context = if args.defaults {
+        None
+    } else {
+        let state_dir = paths::state_dir_for_cli(&StateDirEnv::from_process());
+        let context =
+            RoutingContext::load(state_dir.as_deref(), project.as_deref(), context::plugin_root().as_deref());
+        if let Some(error) = &context.config_error {
+            // The CLI is where a user fixes a configuration: say it plainly, then carry on as
+            // the hooks do, with the defaults.
+            eprintln!("marshal: configuration error: {error}\nmarshal: routing with the defaults instead");
+        }
+        Some(context)
+    };
+    let defaults = Config::default();
+    let inputs = match &context {
+        Some(context) => context.inputs(),
+        None => RouteInputs { config: &defaults, agents: &[], history: None },
+    };
+    let decision = routing::route(&text, &inputs);
+    let out = if args.json {
+        serde_json::to_string_pretty(&decision_json(&decision, args.explain))? + "\n"
+    } else {
+        let mut out = decision_text(&decision);
+        if args.explain {
+            if let Decision::Route(rec) = &decision {
+                out.push_str(&explanation_text(rec));
+            }
+            out.push_str(&sources_text(context.as_ref()));
+        }
+        out
+    };
+    crate::write_stdout(&out)
+}
+
+/// The stable JSON schema: an abstention has `agent: null` and `tier: "none"`.
+fn decision_json(decision: &Decision, explain: bool) -> serde_json::Value {
+    match decision {
+        Decision::Route(rec) => {
+            let mut value = json!({
+                "agent": rec.agent,
+                "subagent_type": rec.subagent_type,
+                "tier": rec.tier,
+                "model": rec.model,
+                "confidence": rec.confidence,
+                "task": rec.task,
+                "score": rec.score,
+                "reasons": rec.reasons,
+                "directive": routing::directive_text(rec),
+            });
+            if explain {
+                value["explanation"] = json!(rec.explanation);
+            }
+            value
+        }
+        Decision::Abstain(reason) => json!({
+            "agent": null,
+            "subagent_type": null,
+            "tier": "none",
+            "model": null,
+            "confidence": 1.0,
+            "task": null,
+            "score": null,
+            "reasons": [format!("abstain: {}", reason.describe())],
+            "directive": null,
+        }),
+    }
+}
+
+fn decision_text(decision: &Decision) -> String {
+    match decision {
+        Decision::Route(rec) => {
+            let mut out = format!(
+                "agent:      {} (subagent_type \"{}\")\ntier:       {}\nmodel:      {}\nconfidence: {:.2}\n",
+                rec.agent,
+                rec.subagent_type,
+                rec.tier.as_str(),
+                rec.model,
+                rec.confidence
+            );
+            for reason in &rec.reasons {
+                let _ = writeln!(out, "because:    {reason}");
+            }
+            let _ = writeln!(out, "directive:  {}", routing::directive_text(rec));
+            out
+        }
+        Decision::Abstain(reason) => format!("no routing: {}\n", reason.describe()),
+    }
+}
+
+fn explanation_text(rec: &Recommendation) -> String {
+    let e = &rec.explanation;
+    let mut out = String::from("\nWhy this agent?\n");
+    if e.rules.is_empty() {
+        out.push_str("  No rule fired: the task type is 'general'.\n");
+    } else {
+        out.push_str("  Rules that fired, in the order consulted:\n");
+        let id_width = e.rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
+        let task_width = e.rules.iter().map(|r| r.task.len()).max().unwrap_or(0);
+        for hit in &e.rules {
+            let _ = writeln!(
+                out,
+                "    {:id_width$}  {:task_width$}  +{:<4}  {}",
+                hit.id,
+                hit.task,
+                trim_float(hit.votes),
+                hit.matched.join(", ")
+            );
+        }
+        let votes: Vec<String> =
+            e.votes.iter().map(|(task, v)| format!("{task} {}", trim_float(*v))).collect();
+        let _ = writeln!(out, "  Task type: {} (votes: {})", rec.task, votes.join(", "));
+    }
+    out.push_str("\n  Complexity score:\n");
+    for factor in &e.factors {
+        let _ = writeln!(out, "    {:<10} {:<44} {:+}", factor.name, factor.detail, factor.points);
+    }
+    let _ = writeln!(out, "    {:<10} {:<44} {}", "score", "(clamped to 1..10)", rec.score);
+    let _ = writeln!(out, "\n  Tier:  {} ({})", rec.tier.as_str(), e.tier_reason);
+    let _ = writeln!(out, "  Agent: {}", e.agent_reason);
+    out
+}
+
+fn sources_text(context: Option<&RoutingContext>) -> String {
+    let Some(context) = context else {
+        return "\nConfiguration: compiled-in defaults only (--defaults)\n".to_string();
+    };
+    let mut out = format!("\nConfiguration: {}\n", context.provenance.layers.join(" + "));
+    for warning in &context.provenance.warnings {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
+    if context.agents.is_empty() {
+        out.push_str("Agents found: none besides the tier agents\n");
+    } else {
+        let names: Vec<String> = context
+            .agents
+            .iter()
+            .map(|a| format!("{} ({:?})", a.subagent_type(), a.source).to_lowercase())
+            .collect();
+        let _ = writeln!(out, "Agents found: {}", names.join(", "));
+    }
+    out
+}
+
+fn trim_float(value: f64) -> String {
+    let text = format!("{value:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
