@@ -37,6 +37,28 @@ hyperfine="$("$ROOT/scripts/ensure-hyperfine.sh")"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+
+# A realistic user setup, read on every prompt: a configuration with rules of its own and a
+# handful of user agents (discovery is cached after the first run, as in real use).
+export HOME="$work/home" CLAUDE_PLUGIN_ROOT="$ROOT"
+mkdir -p "$HOME/.claude/agents"
+cat > "$HOME/.claude/marshal.json" <<'JSON'
+{
+  "models": {"strong": "opus"},
+  "thresholds": {"base": 4, "strong": 7},
+  "rules": [
+    {"id": "me.review", "match": ["review*", "pr", "pull request"], "task": "review", "agent": "code-reviewer"},
+    {"id": "me.infra", "match": ["terraform", "helm", "kubernetes", "k8s"], "task": "implementation", "weight": 1.5},
+    {"id": "me.release", "match": ["release notes", "changelog"], "task": "docs", "tier": "weak"},
+    {"id": "me.db", "match": ["migration*", "schema", "index*"], "task": "implementation", "agent": "db-expert"}
+  ],
+  "disable_rules": ["builtin.small"]
+}
+JSON
+for agent in code-reviewer db-expert test-writer docs-editor k8s-operator; do
+  printf -- '---\nname: %s\ndescription: The team %s for our services; use it for %s work.\nmodel: sonnet\n---\nYou are the %s.\n' \
+    "$agent" "$agent" "$agent" "$agent" > "$HOME/.claude/agents/$agent.md"
+done
 session="0f6e2b8c-5d1a-4c7e-9a3b-2e8f1d4c6a90"
 prompt_id="7c1d9e2a-3b4f-4a6c-8d5e-1f2a3b4c5d6e"
 common="\"session_id\":\"$session\",\"transcript_path\":\"/home/user/.claude/projects/-home-user-src-shop/$session.jsonl\",\"cwd\":\"/home/user/src/shop\",\"prompt_id\":\"$prompt_id\",\"permission_mode\":\"default\""
@@ -70,7 +92,8 @@ if cat "$work"/state-*/marshal.log 2>/dev/null | grep -q .; then
   echo "bench: the hooks logged errors:" >&2; cat "$work"/state-*/marshal.log >&2; exit 1
 fi
 
-echo "marshal hook benchmark: $runs runs each after 20 warm-up runs, hyperfine -N --input, $(nproc) CPUs"
+echo "marshal hook benchmark: $runs runs each after 20 warm-up runs, hyperfine -N --input, $(nproc) CPUs,"
+echo "with a user configuration of 4 rules and 5 user agents loaded"
 python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]

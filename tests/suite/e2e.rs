@@ -271,3 +271,65 @@ fn a_turn_cut_short_by_an_api_error_is_closed_as_interrupted_at_session_end() {
     // The session's journal is gone with the session.
     assert_eq!(sandbox.state_dir().join("sessions").read_dir().unwrap().count(), 0);
 }
+
+#[test]
+fn a_user_rule_and_a_user_agent_change_the_routing_of_a_real_session() {
+    let sandbox = Sandbox::installed();
+    // Without configuration, a changelog entry is a chore for haiku.
+    let api = scripted_api(MainModel::Answers);
+    sandbox.claude_p(&api, "add a changelog entry for the 2.0 release", &[]).result();
+    assert!(main_requests(&api)[0].message_text().contains("subagent_type: \"marshal:haiku-general\""));
+
+    // The user's own rules: changelogs go to the strong tier; reviews go to their agent.
+    let claude_dir = sandbox.home.join(".claude");
+    std::fs::write(
+        claude_dir.join("marshal.json"),
+        r#"{"rules": [
+            {"id": "me.release-notes", "match": ["changelog"], "task": "docs", "tier": "strong"},
+            {"id": "me.review", "match": ["review*"], "task": "review", "agent": "code-reviewer"}
+        ]}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(claude_dir.join("agents")).unwrap();
+    std::fs::write(
+        claude_dir.join("agents/code-reviewer.md"),
+        "---\nname: code-reviewer\ndescription: Reviews diffs for bugs and style.\nmodel: sonnet\n---\nReview the diff.\n",
+    )
+    .unwrap();
+
+    let api = scripted_api(MainModel::CallsAgent("marshal:opus-general".into()));
+    sandbox.claude_p(&api, "add a changelog entry for the 2.0 release", &[]).result();
+    assert!(main_requests(&api)[0].message_text().contains("subagent_type: \"marshal:opus-general\""));
+    assert_eq!(subagent_models(&api), ["claude-opus-5-5"]);
+
+    let api = scripted_api(MainModel::CallsAgent("code-reviewer".into()));
+    sandbox.claude_p(&api, "review the diff on this branch before I merge it", &[]).result();
+    assert!(main_requests(&api)[0].message_text().contains("subagent_type: \"code-reviewer\""));
+    assert_eq!(subagent_models(&api), ["claude-sonnet-5-5"], "the user's agent ran on its own model");
+
+    let ledger = sandbox.ledger();
+    let routes = of_kind(&ledger, "route");
+    assert_eq!(routes.len(), 3, "{ledger:#?}");
+    assert_eq!((routes[1]["tier"].as_str(), routes[1]["task"].as_str()), (Some("strong"), Some("docs")));
+    assert!(routes[1]["reasons"][0].as_str().unwrap().contains("me.release-notes"), "{}", routes[1]);
+    assert_eq!(routes[2]["subagent_type"], "code-reviewer");
+    let outcomes = of_kind(&ledger, "outcome");
+    assert_eq!(
+        outcomes.iter().map(|o| o["outcome"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["ignored", "followed", "followed"]
+    );
+    assert!(sandbox.log().is_empty(), "{}", sandbox.log());
+}
+
+#[test]
+fn the_eval_set_stays_above_its_accuracy_floor() {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_marshal"));
+    command
+        .arg("eval")
+        .arg(crate::support::repo_root().join("evals/routing.jsonl"))
+        .args(["--min-accuracy", "0.75"]);
+    let out = crate::support::process::run_with_limit(&mut command, std::time::Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Confusion matrix"), "{stdout}");
+}

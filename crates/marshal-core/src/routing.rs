@@ -1,7 +1,8 @@
 //! The routing engine: a deterministic decision from prompt text to a recommendation, with an
 //! explanation of every step.
 //!
-//! 1. Rules (configurable, ordered) vote for task types when their patterns occur.
+//! 1. Rules (configurable, ordered) vote for task types when their patterns occur; a rule that
+//!    sets a tier or names an agent is an instruction, and the first one that fires decides.
 //! 2. The winning task type gives a base complexity; size, paths and history adjust it into a
 //!    score from 1 to 10; thresholds on the score give the tier.
 //! 3. The agent is the one a deciding rule names, else a discovered agent whose name or
@@ -58,6 +59,8 @@ pub struct Explanation {
     pub rules: Vec<RuleHit>,
     /// Votes per task type, highest first.
     pub votes: Vec<(String, f64)>,
+    /// The rule that decided outright because it sets a tier or names an agent, if any.
+    pub instruction: Option<String>,
     pub factors: Vec<Factor>,
     pub thresholds: Thresholds,
     pub tier_reason: String,
@@ -96,11 +99,19 @@ pub fn route(prompt: &str, inputs: &RouteInputs) -> Decision {
 fn recommend(text: &PromptText, hits: Vec<RuleHit>, inputs: &RouteInputs) -> Recommendation {
     let config = inputs.config;
     let votes = tally_votes(&hits, config);
-    let task = votes.first().map_or(GENERAL_TASK.to_string(), |(task, _)| task.clone());
-    let deciding = hits
-        .iter()
-        .filter(|h| h.task == task)
-        .max_by(|a, b| a.votes.total_cmp(&b.votes).then(std::cmp::Ordering::Greater));
+    let rule_of = |hit: &RuleHit| config.rules.iter().find(|r| r.id == hit.id);
+    // A rule that sets a tier or names an agent is an instruction, not a vote: the first one
+    // that fires decides. Otherwise the task type with the most votes wins.
+    let instruction = hits.iter().find(|h| rule_of(h).is_some_and(|r| r.tier.is_some() || r.agent.is_some()));
+    let task = match instruction {
+        Some(hit) => hit.task.clone(),
+        None => votes.first().map_or(GENERAL_TASK.to_string(), |(task, _)| task.clone()),
+    };
+    let deciding = instruction.or_else(|| {
+        hits.iter()
+            .filter(|h| h.task == task)
+            .max_by(|a, b| a.votes.total_cmp(&b.votes).then(std::cmp::Ordering::Greater))
+    });
     let deciding_rule = deciding.and_then(|hit| config.rules.iter().find(|r| r.id == hit.id));
 
     let factors = complexity_factors(text, &task, config, inputs.history);
@@ -162,7 +173,8 @@ fn recommend(text: &PromptText, hits: Vec<RuleHit>, inputs: &RouteInputs) -> Rec
         task,
         score,
         explanation: Explanation {
-            rules: hits,
+            instruction: instruction.map(|hit| hit.id.clone()),
+            rules: hits.clone(),
             votes,
             factors,
             thresholds: config.thresholds,

@@ -154,13 +154,24 @@ fn explanation_text(rec: &Recommendation) -> String {
         }
         let votes: Vec<String> =
             e.votes.iter().map(|(task, v)| format!("{task} {}", trim_float(*v))).collect();
-        let _ = writeln!(out, "  Task type: {} (votes: {})", rec.task, votes.join(", "));
+        match &e.instruction {
+            Some(id) => {
+                let _ = writeln!(
+                    out,
+                    "  Task type: {}, set by rule {id} (it sets a tier or an agent, so it decides)",
+                    rec.task
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  Task type: {} (votes: {})", rec.task, votes.join(", "));
+            }
+        }
     }
     out.push_str("\n  Complexity score:\n");
     for factor in &e.factors {
         let _ = writeln!(out, "    {:<10} {:<44} {:+}", factor.name, factor.detail, factor.points);
     }
-    let _ = writeln!(out, "    {:<10} {:<44} {}", "score", "(clamped to 1..10)", rec.score);
+    let _ = writeln!(out, "    {:<10} {:<44} {}", "score", "the sum, kept within 1..10", rec.score);
     let _ = writeln!(out, "\n  Tier:  {} ({})", rec.tier.as_str(), e.tier_reason);
     let _ = writeln!(out, "  Agent: {}", e.agent_reason);
     out
