@@ -120,7 +120,20 @@ fn a_full_turn_through_the_three_hooks_is_followed_deviated_or_ignored() {
     for (prompt_id, called, _) in cases {
         state.hook("marshal-prompt", prompt_event(prompt_id, "fix the typo in the README")).success();
         if let Some(agent) = called {
-            state.hook("marshal-pretool", agent_event(prompt_id, agent)).success().stdout("");
+            let assert = state.hook("marshal-pretool", agent_event(prompt_id, agent)).success();
+            let stdout = &assert.get_output().stdout;
+            if agent.starts_with("marshal:") {
+                assert!(stdout.is_empty(), "the routed agent passes silently");
+            } else {
+                // The default level, warn: allowed, with a note for the model.
+                let out = stdout_json(&assert);
+                assert_eq!(out["hookSpecificOutput"]["hookEventName"], "PreToolUse");
+                assert!(out["hookSpecificOutput"]["additionalContext"]
+                    .as_str()
+                    .unwrap()
+                    .contains("you called \"Explore\""));
+                assert!(out["hookSpecificOutput"].get("permissionDecision").is_none(), "warn never decides");
+            }
         }
         state.hook("marshal-stop", stop_event(prompt_id)).success().stdout("");
     }

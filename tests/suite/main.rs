@@ -2,5 +2,6 @@
 //! CLI end to end against a scripted fake Messages API server.
 
 mod e2e;
+mod enforcement;
 mod hooks;
 mod support;

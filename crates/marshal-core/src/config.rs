@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::agents::Tier;
+use crate::enforcement::Level;
 
 /// A routing rule: when any of its patterns occurs in the prompt, it votes for its task type.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +90,17 @@ pub struct Config {
     pub agent_discovery: bool,
     /// Let the history of past turns raise the complexity score.
     pub history: bool,
+    /// What to do when the main agent calls another agent than the routed one.
+    pub enforce: Level,
+    /// Stop a turn that ends without delegating, once; `None`: on with deny and rewrite.
+    pub nudge: Option<bool>,
+}
+
+impl Config {
+    /// Whether the Stop nudge is on.
+    pub fn nudge_enabled(&self) -> bool {
+        self.nudge.unwrap_or(self.enforce.nudges_by_default())
+    }
 }
 
 /// Where each layer came from, and what was odd about it: shown by `marshal route --explain`.
@@ -116,8 +128,18 @@ impl std::error::Error for ConfigError {}
 /// The task type used when no rule fires.
 pub const GENERAL_TASK: &str = "general";
 
-const KNOWN_KEYS: &[&str] =
-    &["models", "agents", "thresholds", "tasks", "rules", "disable_rules", "agent_discovery", "history"];
+const KNOWN_KEYS: &[&str] = &[
+    "models",
+    "agents",
+    "thresholds",
+    "tasks",
+    "rules",
+    "disable_rules",
+    "agent_discovery",
+    "history",
+    "enforce",
+    "nudge",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -134,6 +156,8 @@ impl Default for Config {
             rules: default_rules(),
             agent_discovery: true,
             history: true,
+            enforce: Level::default(),
+            nudge: None,
         }
     }
 }
@@ -520,6 +544,13 @@ fn apply_layer(
                 config.agent_discovery = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?
             }
             "history" => config.history = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?,
+            "enforce" => {
+                config.enforce = value
+                    .as_str()
+                    .and_then(Level::parse)
+                    .ok_or_else(|| err(source, key, "one of off, warn, deny, rewrite"))?
+            }
+            "nudge" => config.nudge = Some(value.as_bool().ok_or_else(|| err(source, key, "true or false"))?),
             // "$schema" and "//" comments are welcome in a JSON config.
             k if k.starts_with('$') || k.starts_with("//") => {}
             unknown => warnings.push(format!(
@@ -741,6 +772,8 @@ const ENV_SETTINGS: &[&str] = &[
     "MARSHAL_DISABLE_RULES",
     "MARSHAL_AGENT_DISCOVERY",
     "MARSHAL_HISTORY",
+    "MARSHAL_ENFORCE",
+    "MARSHAL_NUDGE",
 ];
 
 /// The last layer: one small function per variable.
@@ -764,6 +797,13 @@ fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) 
     }
     if let Some(value) = env.var("MARSHAL_HISTORY") {
         config.history = env_bool("MARSHAL_HISTORY", value)?;
+    }
+    if let Some(value) = env.var("MARSHAL_ENFORCE") {
+        config.enforce = Level::parse(value)
+            .ok_or_else(|| err("MARSHAL_ENFORCE", "MARSHAL_ENFORCE", "one of off, warn, deny, rewrite"))?;
+    }
+    if let Some(value) = env.var("MARSHAL_NUDGE") {
+        config.nudge = Some(env_bool("MARSHAL_NUDGE", value)?);
     }
     Ok(())
 }
@@ -875,6 +915,25 @@ mod tests {
             assert_eq!(error.key, key, "{text}");
             assert!(error.expected.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn enforcement_settings_and_the_nudge_default() {
+        let home = tempfile::tempdir().unwrap();
+        let (config, _) = load(&env_with(home.path(), None, &[])).unwrap();
+        assert_eq!((config.enforce, config.nudge_enabled()), (Level::Warn, false));
+        write(&home.path().join(".claude/marshal.json"), r#"{"enforce":"deny"}"#);
+        let (config, _) = load(&env_with(home.path(), None, &[])).unwrap();
+        assert_eq!((config.enforce, config.nudge_enabled()), (Level::Deny, true));
+        let (config, _) =
+            load(&env_with(home.path(), None, &[("MARSHAL_ENFORCE", "rewrite"), ("MARSHAL_NUDGE", "0")]))
+                .unwrap();
+        assert_eq!((config.enforce, config.nudge_enabled()), (Level::Rewrite, false));
+        write(&home.path().join(".claude/marshal.json"), r#"{"enforce":"always"}"#);
+        assert!(load(&env_with(home.path(), None, &[]))
+            .unwrap_err()
+            .expected
+            .contains("off, warn, deny, rewrite"));
     }
 
     #[test]

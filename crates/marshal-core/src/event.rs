@@ -35,6 +35,8 @@ pub struct AgentCall {
     pub tool_use_id: Option<String>,
     /// Set when the call was made inside a subagent rather than by the main agent.
     pub inside_subagent: Option<String>,
+    /// The complete tool input, as the model sent it (a rewrite must send all of it back).
+    pub tool_input: serde_json::Value,
 }
 
 /// The agent Claude Code runs when `subagent_type` is left out.
@@ -84,6 +86,7 @@ fn agent_call(input: &HookInput) -> AgentCall {
         model: field("model"),
         tool_use_id: input.tool_use_id.clone(),
         inside_subagent: input.agent_id.clone().filter(|id| !id.is_empty()),
+        tool_input: input.tool_input.clone().unwrap_or(serde_json::Value::Null),
     }
 }
 

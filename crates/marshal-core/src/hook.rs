@@ -9,14 +9,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use crate::context::{self, RoutingContext};
+use crate::context::{self, LoadedConfig, RoutingContext};
 use crate::event::Event;
 use crate::log::log_line;
 use crate::mode::{self, Mode, ModeEnv};
 use crate::paths::{self, StateDirEnv};
 use crate::routing;
 use crate::store::Store;
-use crate::turns::{self, HookResponse};
+use crate::turns::{self, HookResponse, TurnSettings};
 use crate::wire::{self, AdditionalContextOutput};
 
 /// The largest event read from stdin; larger ones are ignored (and logged), never buffered.
@@ -54,13 +54,24 @@ fn run(source: &str, state_dir: Option<&Path>) -> Result<HookResponse> {
     if matches!(event, Event::Unhandled { .. }) {
         return Ok(HookResponse::Silent);
     }
-    // Configuration, agents and history are read only for a prompt, and only once.
+    // The configuration is read for the events that use it; agents and history only for a
+    // prompt, and only once.
     let project = event_project(&event);
+    let loaded = matches!(event, Event::Prompt { .. } | Event::AgentCall { .. } | Event::Stop { .. })
+        .then(|| LoadedConfig::load(project.as_deref()));
+    for problem in loaded.iter().flat_map(LoadedConfig::problems) {
+        log_line(state_dir, source, &problem);
+    }
+    let config = loaded.map(|l| l.config).unwrap_or_default();
     let route = |prompt: &str| {
-        let context = RoutingContext::load(state_dir, project.as_deref(), context::plugin_root().as_deref());
-        for problem in context.problems() {
-            log_line(state_dir, source, &problem);
-        }
+        let loaded =
+            LoadedConfig { config: config.clone(), provenance: Default::default(), config_error: None };
+        let context = RoutingContext::with_config(
+            loaded,
+            state_dir,
+            project.as_deref(),
+            context::plugin_root().as_deref(),
+        );
         routing::route(prompt, &context.inputs())
     };
     let Some(dir) = state_dir.map(PathBuf::from) else {
@@ -72,7 +83,9 @@ fn run(source: &str, state_dir: Option<&Path>) -> Result<HookResponse> {
         return Ok(turns::respond_without_recording(&event, &route));
     };
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let (response, warnings) = turns::handle(event, &mode, &Store::new(dir), &now, &route)?;
+    let settings =
+        TurnSettings { mode: &mode, enforce: config.enforce, nudge: config.nudge_enabled(), route: &route };
+    let (response, warnings) = turns::handle(event, &settings, &Store::new(dir), &now)?;
     for warning in warnings {
         log_line(state_dir, source, &warning);
     }
@@ -105,6 +118,10 @@ fn print_response(response: &HookResponse) {
         HookResponse::AdditionalContext(text) => {
             serde_json::to_string(&AdditionalContextOutput::user_prompt_submit(text))
         }
+        HookResponse::ToolContext(text) => serde_json::to_string(&wire::pre_tool_context(text)),
+        HookResponse::DenyTool(reason) => serde_json::to_string(&wire::pre_tool_deny(reason)),
+        HookResponse::RewriteTool(input) => serde_json::to_string(&wire::pre_tool_rewrite(input)),
+        HookResponse::BlockStop(reason) => serde_json::to_string(&wire::block(reason)),
     };
     if let Ok(json) = json {
         // A closed stdout must not panic (println! would): the error is ignored.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agents::Tier;
 use crate::compliance::Outcome;
+use crate::enforcement::Action;
 use crate::fsutil;
 use crate::mode::Mode;
 
@@ -66,6 +67,12 @@ pub enum RecordBody {
         inside_subagent: Option<String>,
         /// Whether the call belongs to a routed turn of the main agent (and so can decide it).
         routed_turn: bool,
+        /// What the model asked for, when enforcement rewrote it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        original: Option<String>,
+        /// What enforcement did to the call.
+        #[serde(default = "no_action")]
+        action: Action,
     },
     /// A routed turn closed, with its compliance outcome.
     Outcome {
@@ -82,9 +89,29 @@ pub enum RecordBody {
         /// The turn's task type.
         #[serde(default)]
         task: String,
+        /// The outcome had marshal not intervened (the calls as the model made them, before
+        /// any nudge); absent in records written before enforcement existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unenforced: Option<Outcome>,
+        /// What enforcement did during the turn.
+        #[serde(default)]
+        enforcement: Enforcement,
     },
     /// A subagent finished.
     SubagentStop { agent_id: String, agent_type: Option<String> },
+}
+
+/// What enforcement did during one turn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enforcement {
+    pub warned: u32,
+    pub denied: u32,
+    pub rewritten: u32,
+    pub nudged: bool,
+}
+
+fn no_action() -> Action {
+    Action::None
 }
 
 /// What closed a turn.

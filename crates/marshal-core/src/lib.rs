@@ -8,6 +8,7 @@ pub mod compliance;
 pub mod config;
 pub mod context;
 pub mod discovery;
+pub mod enforcement;
 pub mod event;
 pub mod fsutil;
 pub mod history;

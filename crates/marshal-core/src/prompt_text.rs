@@ -311,7 +311,8 @@ fn strip_quoted(text: &str) -> String {
     out
 }
 
-fn words_of(text: &str) -> Vec<String> {
+/// Lowercase ASCII words of `text`, in order.
+pub fn words_of(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)

@@ -75,6 +75,43 @@ pub struct OutcomeRow<'a> {
     pub outcome: Outcome,
     #[serde(borrow, default)]
     pub actual: Option<Cow<'a, str>>,
+    /// The outcome had marshal not enforced anything (absent in older records: same as outcome).
+    #[serde(default)]
+    pub unenforced: Option<Outcome>,
+    #[serde(default)]
+    pub enforcement: Actions,
+}
+
+/// What enforcement did, summed over turns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actions {
+    pub warned: u64,
+    pub denied: u64,
+    pub rewritten: u64,
+    /// Turns stopped once and asked to delegate (a boolean per record, a count here).
+    #[serde(deserialize_with = "bool_or_count")]
+    pub nudged: u64,
+}
+
+fn bool_or_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Bool(b) => u64::from(b),
+        serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    })
+}
+
+impl Actions {
+    pub fn total(&self) -> u64 {
+        self.warned + self.denied + self.rewritten + self.nudged
+    }
+
+    fn merge(&mut self, other: &Actions) {
+        self.warned += other.warned;
+        self.denied += other.denied;
+        self.rewritten += other.rewritten;
+        self.nudged += other.nudged;
+    }
 }
 
 /// Which turns a report covers.
@@ -139,6 +176,9 @@ pub const NO_AGENT: &str = "(none)";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
     pub overall: Tally,
+    /// The same turns as they would have ended without enforcement.
+    pub before_enforcement: Tally,
+    pub enforcement: Actions,
     pub by_mode: BTreeMap<String, Tally>,
     pub by_recommended: BTreeMap<String, Tally>,
     pub by_actual: BTreeMap<String, Tally>,
@@ -170,6 +210,8 @@ impl Report {
         let outcome = row.outcome;
         let actual = row.actual.as_deref().unwrap_or(NO_AGENT);
         self.overall.add(outcome);
+        self.before_enforcement.add(row.unenforced.unwrap_or(outcome));
+        self.enforcement.merge(&row.enforcement);
         bump(&mut self.by_mode, &row.mode, outcome);
         bump(&mut self.by_recommended, &row.recommended, outcome);
         bump(&mut self.by_actual, actual, outcome);
@@ -182,6 +224,8 @@ impl Report {
     /// Folds another partial report (from another chunk or ledger) into this one.
     pub fn merge(&mut self, other: Report) {
         self.overall.merge(&other.overall);
+        self.before_enforcement.merge(&other.before_enforcement);
+        self.enforcement.merge(&other.enforcement);
         for (mine, theirs) in [
             (&mut self.by_mode, other.by_mode),
             (&mut self.by_recommended, other.by_recommended),
@@ -525,6 +569,31 @@ mod tests {
         assert_eq!(report.overall.followed, 2 * 4 * 4_000);
         assert_eq!(report.skipped.torn, 1);
         assert_eq!(report.skipped.corrupt, 2 * single.skipped.corrupt + 1);
+    }
+
+    #[test]
+    fn compliance_before_and_after_enforcement() {
+        let line = |outcome: &str, unenforced: Option<&str>, enforcement: &str| {
+            let unenforced = unenforced.map_or(String::new(), |u| format!(r#","unenforced":"{u}""#));
+            format!(
+                r#"{{"v":1,"ts":"2026-11-01T10:00:00Z","session":"s","kind":"outcome","mode":"directive","recommended":"haiku-general","tier":"weak","outcome":"{outcome}","actual":null{unenforced},"enforcement":{enforcement}}}"#
+            )
+        };
+        let text = [
+            line("followed", Some("deviated"), r#"{"warned":0,"denied":1,"rewritten":0,"nudged":false}"#),
+            line("followed", Some("ignored"), r#"{"warned":0,"denied":0,"rewritten":0,"nudged":true}"#),
+            line("followed", Some("followed"), r#"{"warned":0,"denied":0,"rewritten":0,"nudged":false}"#),
+            line("deviated", None, r#"{"warned":1,"denied":0,"rewritten":0,"nudged":false}"#),
+        ]
+        .join("\n")
+            + "\n";
+        let report = report_of(&text, &Filter::default(), 1);
+        assert_eq!(report.overall, Tally { followed: 3, deviated: 1, ..Default::default() });
+        assert_eq!(
+            report.before_enforcement,
+            Tally { followed: 1, deviated: 2, ignored: 1, ..Default::default() }
+        );
+        assert_eq!(report.enforcement, Actions { warned: 1, denied: 1, rewritten: 0, nudged: 1 });
     }
 
     #[test]

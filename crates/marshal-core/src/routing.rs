@@ -15,9 +15,10 @@ use serde::Serialize;
 use crate::agents::{plugin_subagent_type, Tier};
 use crate::config::{Config, Thresholds, GENERAL_TASK};
 use crate::discovery::AgentInfo;
+use crate::enforcement::{agents_named_in, BUILT_IN_AGENTS};
 use crate::history::{History, DEVIATION_RATE_RAISES};
 pub use crate::prompt_text::AbstainReason;
-use crate::prompt_text::{abstain_reason, looks_social, PromptText};
+use crate::prompt_text::{abstain_reason, looks_social, words_of, PromptText};
 
 /// What routing may consult besides the prompt.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +50,8 @@ pub struct Recommendation {
     pub task: String,
     /// Complexity, 1 to 10.
     pub score: u8,
+    /// Agents the user named in the prompt ("use the Explore agent"): enforcement respects them.
+    pub user_named: Vec<String>,
     pub explanation: Explanation,
 }
 
@@ -93,10 +96,22 @@ pub fn route(prompt: &str, inputs: &RouteInputs) -> Decision {
     if hits.is_empty() && looks_social(prompt, &text) {
         return Decision::Abstain(AbstainReason::ChitChat);
     }
-    Decision::Route(Box::new(recommend(&text, hits, inputs)))
+    Decision::Route(Box::new(recommend(&text, hits, inputs, &words_of(prompt))))
 }
 
-fn recommend(text: &PromptText, hits: Vec<RuleHit>, inputs: &RouteInputs) -> Recommendation {
+/// Agents the prompt names, among Claude Code's built-in agents and the discovered ones.
+fn named_by_user(prompt_words: &[String], agents: &[AgentInfo]) -> Vec<String> {
+    let candidates: Vec<String> =
+        BUILT_IN_AGENTS.iter().map(|a| a.to_string()).chain(agents.iter().map(|a| a.name.clone())).collect();
+    agents_named_in(prompt_words, &candidates)
+}
+
+fn recommend(
+    text: &PromptText,
+    hits: Vec<RuleHit>,
+    inputs: &RouteInputs,
+    prompt_words: &[String],
+) -> Recommendation {
     let config = inputs.config;
     let votes = tally_votes(&hits, config);
     let rule_of = |hit: &RuleHit| config.rules.iter().find(|r| r.id == hit.id);
@@ -172,6 +187,7 @@ fn recommend(text: &PromptText, hits: Vec<RuleHit>, inputs: &RouteInputs) -> Rec
         reasons,
         task,
         score,
+        user_named: named_by_user(prompt_words, inputs.agents),
         explanation: Explanation {
             instruction: instruction.map(|hit| hit.id.clone()),
             rules: hits.clone(),

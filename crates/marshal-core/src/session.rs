@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::agents::Tier;
+use crate::enforcement::Action;
 use crate::fsutil;
 use crate::mode::Mode;
 
@@ -45,9 +46,42 @@ pub struct OpenTurn {
     pub agent: String,
     pub tier: Tier,
     pub model: String,
-    /// `subagent_type` of every Agent call the main agent made in this turn, in order.
+    /// The exact `subagent_type` the directive named.
+    #[serde(default)]
+    pub subagent_type: String,
+    /// Agents the user named in the prompt; enforcement respects them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub calls: Vec<String>,
+    pub user_named: Vec<String>,
+    /// Every Agent call the main agent made in this turn, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<TurnCall>,
+    /// The Stop nudge was given: the turn went on after its first Stop.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nudged: bool,
+}
+
+/// One Agent call of a turn and what enforcement did to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnCall {
+    /// The agent that ran (after a rewrite, the routed one); for a denied call, the one asked.
+    pub subagent_type: String,
+    /// What the model asked for, when enforcement changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
+    pub action: Action,
+    /// Made after the Stop nudge (it would not have happened without it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_nudge: bool,
+}
+
+impl OpenTurn {
+    pub fn denials(&self) -> usize {
+        self.calls.iter().filter(|c| c.action == Action::Denied).count()
+    }
+}
+
+fn no_action() -> Action {
+    Action::None
 }
 
 /// One journal line.
@@ -64,7 +98,16 @@ pub enum JournalEntry {
     /// A routed turn began (replaces an open turn with the same prompt id).
     Open(OpenTurn),
     /// The main agent called an agent during the turn `prompt_id`.
-    Call { prompt_id: Option<String>, subagent_type: String },
+    Call {
+        prompt_id: Option<String>,
+        subagent_type: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        original: Option<String>,
+        #[serde(default = "no_action")]
+        action: Action,
+    },
+    /// The Stop hook stopped the turn once to ask for delegation.
+    Nudge { prompt_id: Option<String> },
 }
 
 impl SessionState {
@@ -78,9 +121,15 @@ impl SessionState {
                 self.open_turns.retain(|t| t.prompt_id != turn.prompt_id);
                 self.open_turns.push(turn);
             }
-            JournalEntry::Call { prompt_id, subagent_type } => {
+            JournalEntry::Call { prompt_id, subagent_type, original, action } => {
                 if let Some(turn) = self.turn_mut(prompt_id.as_deref()) {
-                    turn.calls.push(subagent_type);
+                    let after_nudge = turn.nudged;
+                    turn.calls.push(TurnCall { subagent_type, original, action, after_nudge });
+                }
+            }
+            JournalEntry::Nudge { prompt_id } => {
+                if let Some(turn) = self.turn_mut(prompt_id.as_deref()) {
+                    turn.nudged = true;
                 }
             }
         }
@@ -199,11 +248,19 @@ mod tests {
             tier: Tier::Weak,
             model: "haiku".into(),
             calls: vec![],
+            subagent_type: "marshal:haiku-general".into(),
+            user_named: vec![],
+            nudged: false,
         }
     }
 
     fn call(prompt_id: &str, agent: &str) -> JournalEntry {
-        JournalEntry::Call { prompt_id: Some(prompt_id.into()), subagent_type: agent.into() }
+        JournalEntry::Call {
+            prompt_id: Some(prompt_id.into()),
+            subagent_type: agent.into(),
+            original: None,
+            action: Action::None,
+        }
     }
 
     #[test]
@@ -219,7 +276,10 @@ mod tests {
         assert!(loaded.problem.is_none());
         let turns = loaded.state.open_turns;
         assert_eq!(turns.len(), 2);
-        assert_eq!(turns[0].calls, vec!["marshal:haiku-general".to_string()]);
+        assert_eq!(
+            turns[0].calls.iter().map(|c| c.subagent_type.as_str()).collect::<Vec<_>>(),
+            ["marshal:haiku-general"]
+        );
         assert!(turns[1].calls.is_empty());
     }
 
@@ -259,6 +319,6 @@ mod tests {
         assert!(loaded.problem.unwrap().contains("skipped 3"));
         // The next append starts on a fresh line after the torn one.
         append(&path, call("p1", "x")).unwrap();
-        assert_eq!(load(&path).state.open_turns[0].calls, vec!["x".to_string()]);
+        assert_eq!(load(&path).state.open_turns[0].calls[0].subagent_type, "x");
     }
 }

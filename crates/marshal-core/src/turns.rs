@@ -1,61 +1,79 @@
 //! Turn bookkeeping: what each hook event does to the session state and the ledger.
 //!
 //! A routed turn opens at UserPromptSubmit, collects the main agent's Agent calls at
-//! PreToolUse, and closes with a compliance outcome at Stop. Every change happens under the
-//! store lock; nothing here prints.
+//! PreToolUse (enforcing the routing at the configured level), and closes with a compliance
+//! outcome at Stop, unless the Stop nudge asks the model to delegate first. Every change happens
+//! under the store lock; nothing here prints.
 
 use anyhow::Result;
 
 use crate::agents::normalize_agent_name;
-use crate::compliance::classify;
-use crate::compliance::Outcome;
+use crate::compliance::{classify, Outcome, Verdict as Classified};
+use crate::enforcement::{self, Action, Level, Routed, Verdict};
 use crate::event::{AgentCall, Event, TurnKey};
 use crate::history::{History, HISTORY_FILE};
-use crate::ledger::{self, ClosedBy, Record, RecordBody};
+use crate::ledger::{self, ClosedBy, Enforcement, Record, RecordBody};
 use crate::mode::{Mode, ModeDecision};
 use crate::routing::{self, Decision, Recommendation};
 use crate::session::{self, JournalEntry, OpenTurn, SessionState, MAX_OPEN_TURNS};
 use crate::store::Store;
 
 /// What a hook tells Claude Code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum HookResponse {
     /// Print nothing: Claude Code carries on as if the hook were not there.
     Silent,
     /// UserPromptSubmit context for the model.
     AdditionalContext(String),
+    /// PreToolUse: allow the call, with this context for the model.
+    ToolContext(String),
+    /// PreToolUse: deny the call with this reason (the model sees it and can retry).
+    DenyTool(String),
+    /// PreToolUse: run the call with this complete input instead.
+    RewriteTool(serde_json::Value),
+    /// Stop: keep the model going, with this reason.
+    BlockStop(String),
 }
 
 /// Problems worth a log line that did not stop the hook.
 pub type Warnings = Vec<String>;
 
-/// Handles one event. `now` is the RFC 3339 time stamped on records; `route` decides a prompt
-/// (the caller loads the configuration it needs, and only for prompts).
+/// What the bookkeeping needs from the configuration and the router.
+pub struct TurnSettings<'a> {
+    pub mode: &'a ModeDecision,
+    pub enforce: Level,
+    pub nudge: bool,
+    /// Decides a prompt (the caller loads routing's inputs only when asked).
+    pub route: &'a dyn Fn(&str) -> Decision,
+}
+
+/// Handles one event. `now` is the RFC 3339 time stamped on records.
 pub fn handle(
     event: Event,
-    mode: &ModeDecision,
+    settings: &TurnSettings,
     store: &Store,
     now: &str,
-    route: &dyn Fn(&str) -> Decision,
 ) -> Result<(HookResponse, Warnings)> {
-    if mode.mode == Mode::Off {
+    if settings.mode.mode == Mode::Off {
         return Ok((HookResponse::Silent, Vec::new()));
     }
     match event {
-        Event::Prompt { key, prompt } => match route(&prompt) {
+        Event::Prompt { key, prompt } => match (settings.route)(&prompt) {
             Decision::Abstain(_) => Ok((HookResponse::Silent, Vec::new())),
             Decision::Route(rec) => {
                 // The directive helps even when the turn cannot be recorded: inject it anyway.
                 let chars = prompt.chars().count();
-                let warnings = match open_turn(store, &key, &rec, mode.mode, chars, now) {
+                let warnings = match open_turn(store, &key, &rec, settings.mode.mode, chars, now) {
                     Ok(warnings) => warnings,
                     Err(err) => vec![format!("turn not recorded: {err:#}")],
                 };
                 Ok((HookResponse::AdditionalContext(routing::directive_text(&rec)), warnings))
             }
         },
-        Event::AgentCall { key, call } => Ok((HookResponse::Silent, record_call(store, &key, &call, now)?)),
-        Event::Stop { key, .. } => Ok((HookResponse::Silent, close_turns(store, &key, now)?)),
+        Event::AgentCall { key, call } => record_call(store, &key, &call, settings.enforce, now),
+        Event::Stop { key, stop_hook_active } => {
+            close_turns(store, &key, settings.nudge && !stop_hook_active, now)
+        }
         Event::SessionEnd { key } => Ok((HookResponse::Silent, end_session(store, &key, now)?)),
         Event::SubagentStop { key, agent_id, agent_type } => {
             let _guard = store.lock()?;
@@ -123,21 +141,24 @@ fn open_turn(
             model: rec.model.clone(),
             confidence: rec.confidence,
             reasons: rec.reasons.clone(),
+            prompt_chars,
             task: rec.task.clone(),
             score: rec.score,
-            prompt_chars,
         },
     ));
     let turn = OpenTurn {
-        task: rec.task.clone(),
         prompt_id: key.prompt_id.clone(),
+        task: rec.task.clone(),
         started: now.to_string(),
         mode,
         project: key.project.clone(),
         agent: rec.agent.clone(),
+        subagent_type: rec.subagent_type.clone(),
         tier: rec.tier,
         model: rec.model.clone(),
+        user_named: rec.user_named.clone(),
         calls: Vec::new(),
+        nudged: false,
     };
     ledger::append(&store.ledger_path(), &records)?;
     if overflow || needs_rewrite {
@@ -149,7 +170,13 @@ fn open_turn(
     Ok(warnings)
 }
 
-fn record_call(store: &Store, key: &TurnKey, call: &AgentCall, now: &str) -> Result<Warnings> {
+fn record_call(
+    store: &Store,
+    key: &TurnKey,
+    call: &AgentCall,
+    level: Level,
+    now: &str,
+) -> Result<(HookResponse, Warnings)> {
     let mut warnings = Vec::new();
     let path = store.session_path(&key.session);
     let _guard = store.lock()?;
@@ -160,47 +187,91 @@ fn record_call(store: &Store, key: &TurnKey, call: &AgentCall, now: &str) -> Res
         // Without a prompt id (older Claude Code) the latest open turn is the current one.
         (None, None) => state.open_turns.last_mut(),
     };
+    let verdict = match &turn {
+        Some(turn) => {
+            let routed = Routed {
+                agent: &turn.agent,
+                subagent_type: &turn.subagent_type,
+                model: &turn.model,
+                tier: turn.tier.as_str(),
+                user_named: &turn.user_named,
+                denials: turn.denials(),
+            };
+            enforcement::decide(level, &routed, &call.subagent_type, &call.tool_input)
+        }
+        None => Verdict::Allow(Action::None),
+    };
+    let action = verdict.action();
+    let effective = match (action, turn.as_deref()) {
+        (Action::Rewritten, Some(turn)) => turn.subagent_type.clone(),
+        _ => call.subagent_type.clone(),
+    };
+    let original = (effective != call.subagent_type).then(|| call.subagent_type.clone());
     let turn_prompt_id = turn.map(|t| t.prompt_id.clone());
     let body = RecordBody::Call {
-        subagent_type: call.subagent_type.clone(),
-        agent: normalize_agent_name(&call.subagent_type).to_string(),
+        subagent_type: effective.clone(),
+        agent: normalize_agent_name(&effective).to_string(),
         model: call.model.clone(),
         tool_use_id: call.tool_use_id.clone(),
         inside_subagent: call.inside_subagent.clone(),
         routed_turn: turn_prompt_id.is_some(),
+        original: original.clone(),
+        action,
     };
     ledger::append(&store.ledger_path(), &[record(key, now, body)])?;
     if let Some(prompt_id) = turn_prompt_id {
-        let entry = JournalEntry::Call { prompt_id, subagent_type: call.subagent_type.clone() };
-        session::append(&path, entry)?;
+        session::append(&path, JournalEntry::Call { prompt_id, subagent_type: effective, original, action })?;
     }
-    Ok(warnings)
+    let response = match verdict {
+        Verdict::Allow(_) => HookResponse::Silent,
+        Verdict::Warn(text) => HookResponse::ToolContext(text),
+        Verdict::Deny(reason) => HookResponse::DenyTool(reason),
+        Verdict::Rewrite(input) => HookResponse::RewriteTool(input),
+    };
+    Ok((response, warnings))
 }
 
 /// A Stop means the main agent is idle: every open turn of the session is over. The turn with
-/// the Stop's own prompt id closed normally; any older one never got its Stop.
-fn close_turns(store: &Store, key: &TurnKey, now: &str) -> Result<Warnings> {
+/// the Stop's own prompt id closed normally; any older one never got its Stop. With the nudge
+/// on, a turn that was routed but delegated nothing is kept open once and the Stop is blocked.
+fn close_turns(store: &Store, key: &TurnKey, nudge: bool, now: &str) -> Result<(HookResponse, Warnings)> {
     let mut warnings = Vec::new();
     let path = store.session_path(&key.session);
     if !session::has_entries(&path) {
         // Nothing open (an abstained or already closed turn): no lock, no write.
-        return Ok(warnings);
+        return Ok((HookResponse::Silent, warnings));
     }
     let _guard = store.lock()?;
     let (state, _) = load_session(store, &key.session, &mut warnings);
+    let own = |turn: &OpenTurn| key.prompt_id.is_none() || turn.prompt_id == key.prompt_id;
+    let to_nudge = state.open_turns.iter().find(|turn| {
+        nudge && own(turn) && !turn.nudged && turn.calls.iter().all(|c| c.action == Action::Denied)
+    });
     let records: Vec<Record> = state
         .open_turns
         .iter()
+        .filter(|turn| Some(*turn) != to_nudge)
         .map(|turn| {
-            let own = key.prompt_id.is_none() || turn.prompt_id == key.prompt_id;
-            let closed_by = if own { ClosedBy::Stop } else { ClosedBy::LaterStop };
-            outcome_record(key, turn, closed_by, now)
+            outcome_record(key, turn, if own(turn) { ClosedBy::Stop } else { ClosedBy::LaterStop }, now)
         })
         .collect();
     ledger::append(&store.ledger_path(), &records)?;
     update_history(store, &records, &mut warnings);
-    session::clear(&path)?;
-    Ok(warnings)
+    match to_nudge {
+        Some(turn) => {
+            let kept = SessionState { open_turns: vec![turn.clone()] };
+            session::rewrite(&path, &kept)?;
+            session::append(&path, JournalEntry::Nudge { prompt_id: turn.prompt_id.clone() })?;
+            Ok((
+                HookResponse::BlockStop(enforcement::nudge_text(&turn.subagent_type, turn.tier.as_str())),
+                warnings,
+            ))
+        }
+        None => {
+            session::clear(&path)?;
+            Ok((HookResponse::Silent, warnings))
+        }
+    }
 }
 
 /// The session is over: turns still open never got their Stop. They are closed (outcome from
@@ -222,12 +293,14 @@ fn end_session(store: &Store, key: &TurnKey, now: &str) -> Result<Warnings> {
 }
 
 /// Adds closed turns to the per-task summary routing reads. Best effort: losing history only
-/// loses a hint, so a failure is a warning.
+/// loses a hint, so a failure is a warning. History learns from what the model did unprompted.
 fn update_history(store: &Store, records: &[Record], warnings: &mut Warnings) {
     let closed: Vec<(&str, Outcome)> = records
         .iter()
         .filter_map(|r| match &r.body {
-            RecordBody::Outcome { task, outcome, .. } => Some((task.as_str(), *outcome)),
+            RecordBody::Outcome { task, outcome, unenforced, .. } => {
+                Some((task.as_str(), unenforced.unwrap_or(*outcome)))
+            }
             _ => None,
         })
         .collect();
@@ -244,10 +317,45 @@ fn update_history(store: &Store, records: &[Record], warnings: &mut Warnings) {
     }
 }
 
+/// Classifies `calls`: an agent the user named counts as following the routing.
+fn classify_calls<'a>(
+    turn: &OpenTurn,
+    calls: impl Iterator<Item = (&'a str, Action)>,
+    own_stop: bool,
+) -> Classified {
+    let calls: Vec<(&str, Action)> = calls.collect();
+    let agents: Vec<&str> = calls.iter().map(|(agent, _)| *agent).collect();
+    let verdict = classify(&turn.agent, &agents, own_stop);
+    match calls.iter().find(|(_, action)| *action == Action::Respected) {
+        Some((agent, _)) if verdict.outcome != Outcome::Followed => {
+            Classified { outcome: Outcome::Followed, actual: Some(normalize_agent_name(agent).to_string()) }
+        }
+        _ => verdict,
+    }
+}
+
 /// The outcome of `turn`; the session comes from `key`, the prompt id from the turn itself.
+/// Also what the outcome would have been without enforcement.
 fn outcome_record(key: &TurnKey, turn: &OpenTurn, closed_by: ClosedBy, now: &str) -> Record {
-    let calls: Vec<&str> = turn.calls.iter().map(String::as_str).collect();
-    let verdict = classify(&turn.agent, &calls, closed_by == ClosedBy::Stop);
+    let own_stop = matches!(closed_by, ClosedBy::Stop);
+    let ran = turn
+        .calls
+        .iter()
+        .filter(|c| c.action != Action::Denied)
+        .map(|c| (c.subagent_type.as_str(), c.action));
+    let verdict = classify_calls(turn, ran, own_stop);
+    // Without marshal, the model would have made its calls up to the first one enforcement
+    // changed (as asked), and none of those after the nudge.
+    let first_changed =
+        turn.calls.iter().position(|c| matches!(c.action, Action::Denied | Action::Rewritten));
+    let unprompted = turn
+        .calls
+        .iter()
+        .take(first_changed.map_or(usize::MAX, |i| i + 1))
+        .filter(|c| !c.after_nudge)
+        .map(|c| (c.original.as_deref().unwrap_or(&c.subagent_type), c.action));
+    let unenforced = classify_calls(turn, unprompted, own_stop || turn.nudged).outcome;
+    let count = |action: Action| turn.calls.iter().filter(|c| c.action == action).count() as u32;
     let body = RecordBody::Outcome {
         mode: turn.mode,
         project: turn.project.clone(),
@@ -256,9 +364,21 @@ fn outcome_record(key: &TurnKey, turn: &OpenTurn, closed_by: ClosedBy, now: &str
         model: turn.model.clone(),
         outcome: verdict.outcome,
         actual: verdict.actual,
-        called: calls.iter().map(|c| normalize_agent_name(c).to_string()).collect(),
-        task: turn.task.clone(),
+        called: turn
+            .calls
+            .iter()
+            .filter(|c| c.action != Action::Denied)
+            .map(|c| normalize_agent_name(&c.subagent_type).to_string())
+            .collect(),
         closed_by,
+        task: turn.task.clone(),
+        unenforced: Some(unenforced),
+        enforcement: Enforcement {
+            warned: count(Action::Warned),
+            denied: count(Action::Denied),
+            rewritten: count(Action::Rewritten),
+            nudged: turn.nudged,
+        },
     };
     Record::new(now.to_string(), key.session.clone(), turn.prompt_id.clone(), body)
 }
@@ -273,6 +393,8 @@ mod tests {
         _tmp: tempfile::TempDir,
         store: Store,
         mode: ModeDecision,
+        enforce: Level,
+        nudge: bool,
     }
 
     impl Harness {
@@ -280,7 +402,7 @@ mod tests {
             let tmp = tempfile::tempdir().unwrap();
             let store = Store::new(tmp.path().join("state"));
             let mode = crate::mode::detect(&Default::default());
-            Harness { _tmp: tmp, store, mode }
+            Harness { _tmp: tmp, store, mode, enforce: Level::Warn, nudge: false }
         }
 
         fn send(&self, json: serde_json::Value) -> HookResponse {
@@ -289,7 +411,9 @@ mod tests {
             let route = |prompt: &str| {
                 routing::route(prompt, &routing::RouteInputs { config: &config, agents: &[], history: None })
             };
-            handle(event, &self.mode, &self.store, "2026-11-21T05:00:00.000Z", &route).unwrap().0
+            let settings =
+                TurnSettings { mode: &self.mode, enforce: self.enforce, nudge: self.nudge, route: &route };
+            handle(event, &settings, &self.store, "2026-11-21T05:00:00.000Z").unwrap().0
         }
 
         fn prompt(&self, prompt_id: &str, prompt: &str) -> HookResponse {
@@ -297,19 +421,38 @@ mod tests {
                 "prompt_id":prompt_id,"cwd":"/w","prompt":prompt}))
         }
 
-        fn call(&self, prompt_id: &str, subagent_type: &str, agent_id: Option<&str>) {
+        fn call(&self, prompt_id: &str, subagent_type: &str, agent_id: Option<&str>) -> HookResponse {
             self.send(serde_json::json!({"hook_event_name":"PreToolUse","session_id":"s1",
                 "prompt_id":prompt_id,"tool_name":"Agent","agent_id":agent_id,
-                "tool_input":{"prompt":"x","description":"d","subagent_type":subagent_type}}));
+                "tool_input":{"prompt":"x","description":"d","subagent_type":subagent_type}}))
+        }
+
+        fn stop_again(&self, prompt_id: &str) -> HookResponse {
+            self.send(serde_json::json!({"hook_event_name":"Stop","session_id":"s1",
+                "prompt_id":prompt_id,"stop_hook_active":true}))
+        }
+
+        /// (outcome, unenforced outcome, enforcement) of each closed turn.
+        fn enforced(&self) -> Vec<(Outcome, Option<Outcome>, Enforcement)> {
+            let (records, _) = ledger::read_file(&self.store.ledger_path()).unwrap_or_default();
+            records
+                .into_iter()
+                .filter_map(|r| match r.body {
+                    RecordBody::Outcome { outcome, unenforced, enforcement, .. } => {
+                        Some((outcome, unenforced, enforcement))
+                    }
+                    _ => None,
+                })
+                .collect()
         }
 
         fn session_end(&self) {
             self.send(serde_json::json!({"hook_event_name":"SessionEnd","session_id":"s1","reason":"other"}));
         }
 
-        fn stop(&self, prompt_id: &str) {
+        fn stop(&self, prompt_id: &str) -> HookResponse {
             self.send(serde_json::json!({"hook_event_name":"Stop","session_id":"s1",
-                "prompt_id":prompt_id,"stop_hook_active":false}));
+                "prompt_id":prompt_id,"stop_hook_active":false}))
         }
 
         fn outcomes(&self) -> Vec<(Option<String>, Outcome, Option<String>, ClosedBy)> {
@@ -439,6 +582,79 @@ mod tests {
         assert!(!h.store.session_path("s1").exists());
         h.session_end(); // a second SessionEnd finds nothing to do
         assert_eq!(h.outcomes().len(), 2);
+    }
+
+    #[test]
+    fn deny_refuses_the_wrong_agent_then_the_routed_call_is_followed() {
+        let mut h = Harness::new();
+        h.enforce = Level::Deny;
+        h.prompt("p1", "rename foo to bar");
+        let HookResponse::DenyTool(reason) = h.call("p1", "general-purpose", None) else { panic!() };
+        assert!(reason.contains("subagent_type: \"marshal:haiku-general\""), "{reason}");
+        assert_eq!(h.call("p1", "marshal:haiku-general", None), HookResponse::Silent);
+        h.stop("p1");
+        let denied_once = Enforcement { denied: 1, ..Default::default() };
+        assert_eq!(h.enforced(), vec![(Outcome::Followed, Some(Outcome::Deviated), denied_once)]);
+    }
+
+    #[test]
+    fn rewrite_sends_the_complete_input_with_the_routed_agent() {
+        let mut h = Harness::new();
+        h.enforce = Level::Rewrite;
+        h.prompt("p1", "rename foo to bar");
+        let HookResponse::RewriteTool(input) = h.call("p1", "general-purpose", None) else { panic!() };
+        assert_eq!(
+            input,
+            serde_json::json!({"prompt":"x","description":"d","subagent_type":"marshal:haiku-general","model":"haiku"})
+        );
+        h.stop("p1");
+        let rewritten = Enforcement { rewritten: 1, ..Default::default() };
+        assert_eq!(h.enforced(), vec![(Outcome::Followed, Some(Outcome::Deviated), rewritten)]);
+    }
+
+    #[test]
+    fn warn_allows_with_a_note_and_the_user_named_agent_is_respected() {
+        let h = Harness::new();
+        h.prompt("p1", "rename foo to bar");
+        assert!(
+            matches!(h.call("p1", "general-purpose", None), HookResponse::ToolContext(t) if t.contains("you called"))
+        );
+        h.stop("p1");
+        h.prompt("p2", "use the Explore agent to find where the config is loaded");
+        assert_eq!(h.call("p2", "Explore", None), HookResponse::Silent);
+        h.stop("p2");
+        let warned = Enforcement { warned: 1, ..Default::default() };
+        assert_eq!(
+            h.enforced(),
+            vec![
+                (Outcome::Deviated, Some(Outcome::Deviated), warned),
+                (Outcome::Followed, Some(Outcome::Followed), Enforcement::default())
+            ]
+        );
+    }
+
+    #[test]
+    fn the_nudge_stops_an_ignoring_turn_once_then_lets_it_close() {
+        let mut h = Harness::new();
+        h.nudge = true;
+        h.prompt("p1", "rename foo to bar");
+        let HookResponse::BlockStop(reason) = h.stop("p1") else { panic!("no nudge") };
+        assert!(reason.contains("marshal:haiku-general"), "{reason}");
+        h.call("p1", "marshal:haiku-general", None);
+        assert_eq!(h.stop_again("p1"), HookResponse::Silent);
+        let nudged = Enforcement { nudged: true, ..Default::default() };
+        assert_eq!(h.enforced(), vec![(Outcome::Followed, Some(Outcome::Ignored), nudged)]);
+
+        // Never twice: a model that still does not delegate ends the turn ignored.
+        h.prompt("p2", "rename a to b");
+        assert!(matches!(h.stop("p2"), HookResponse::BlockStop(_)));
+        assert_eq!(h.stop("p2"), HookResponse::Silent, "a second plain Stop is not nudged again");
+        assert_eq!(h.enforced()[1].0, Outcome::Ignored);
+        // Never for an abstained turn, never when stop_hook_active.
+        h.prompt("p3", "thanks!");
+        assert_eq!(h.stop("p3"), HookResponse::Silent);
+        h.prompt("p4", "rename c to d");
+        assert_eq!(h.stop_again("p4"), HookResponse::Silent);
     }
 
     #[test]

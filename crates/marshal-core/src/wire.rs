@@ -76,6 +76,31 @@ impl<'a> AdditionalContextOutput<'a> {
     }
 }
 
+/// PreToolUse: allow the call as usual, and add `text` to the model's context.
+pub fn pre_tool_context(text: &str) -> serde_json::Value {
+    serde_json::json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": text}})
+}
+
+/// PreToolUse: refuse the call; the model receives `reason` as the tool's error and can retry.
+pub fn pre_tool_deny(reason: &str) -> serde_json::Value {
+    serde_json::json!({"hookSpecificOutput": {
+        "hookEventName": "PreToolUse",
+        "permissionDecision": "deny",
+        "permissionDecisionReason": reason,
+    }})
+}
+
+/// PreToolUse: run the tool with `input` instead. Claude Code replaces the whole input, so it
+/// must be complete.
+pub fn pre_tool_rewrite(input: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "updatedInput": input}})
+}
+
+/// Stop (or UserPromptSubmit): block, with `reason` for the model (Stop) or the user.
+pub fn block(reason: &str) -> serde_json::Value {
+    serde_json::json!({"decision": "block", "reason": reason})
+}
+
 /// Parses a hook event. JavaScript may emit lone UTF-16 surrogates (`"\ud83d"`), which strict
 /// JSON parsers reject; rather than lose the event, those escapes are replaced by U+FFFD.
 pub fn parse_hook_input(bytes: &[u8]) -> serde_json::Result<HookInput> {

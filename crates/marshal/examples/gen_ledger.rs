@@ -9,7 +9,8 @@ use std::io::{BufWriter, Write};
 use anyhow::{bail, Context, Result};
 use marshal_core::agents::Tier;
 use marshal_core::compliance::Outcome;
-use marshal_core::ledger::{ClosedBy, Record, RecordBody};
+use marshal_core::enforcement::Action;
+use marshal_core::ledger::{ClosedBy, Enforcement, Record, RecordBody};
 use marshal_core::mode::Mode;
 
 /// xorshift64*: deterministic, dependency-free, good enough for synthetic data.
@@ -147,6 +148,8 @@ fn main() -> Result<()> {
                     tool_use_id: Some(format!("toolu_{:016x}", rng.next())),
                     inside_subagent: None,
                     routed_turn: true,
+                    original: None,
+                    action: Action::None,
                 };
                 emit(
                     &Record::new(ts(900 + i as i64), session.clone(), prompt_id.clone(), body),
@@ -165,6 +168,8 @@ fn main() -> Result<()> {
                 called: called.clone(),
                 closed_by: if outcome == Outcome::Interrupted { ClosedBy::LaterStop } else { ClosedBy::Stop },
                 task: ["chore", "implementation", "architecture"][tier as usize].to_string(),
+                unenforced: Some(outcome),
+                enforcement: Enforcement::default(),
             };
             emit(&Record::new(ts(30_000), session.clone(), prompt_id.clone(), body), &mut out, &mut written)?;
             if !called.is_empty() {

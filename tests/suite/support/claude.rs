@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -154,6 +155,9 @@ pub enum MainModel {
     CallsAgent(String),
     /// Answers directly, calling no agent.
     Answers,
+    /// First does `first` (call that agent, or answer directly when `None`); when marshal's
+    /// feedback reaches it (a denied call, or Stop hook feedback), calls `then` once.
+    FollowsFeedback { first: Option<String>, then: String },
 }
 
 /// Text markers the scripted model answers with, so tests can see who answered.
@@ -162,23 +166,41 @@ pub const MAIN_AFTER_AGENT: &str = "main: the agent finished the work";
 pub const MAIN_DIRECT_ANSWER: &str = "main: answered directly";
 pub const MAIN_NOTIFICATION_ANSWER: &str = "main: noted the background result";
 
-/// A fake server whose main model behaves as `main` on the user's request, whose subagents
-/// answer at once, and which replies in text to tool results and task notifications.
+/// Markers of marshal's feedback in what the model receives.
+const DENIAL_MARKER: &str = "marshal: this request is routed to";
+const NUDGE_MARKER: &str = "Stop hook feedback";
+
+/// A fake server whose main model behaves as `main` on the user's request (its first main
+/// request), whose subagents answer at once, and which otherwise answers in text: to tool
+/// results, to task notifications, and to anything after its first move.
 pub fn scripted_api(main: MainModel) -> FakeApi {
+    let first_move_made = AtomicBool::new(false);
+    let feedback_followed = AtomicBool::new(false);
     FakeApi::start(move |request: &ApiRequest| {
         if request.is_subagent() {
-            Reply::text(SUBAGENT_ANSWER)
-        } else if request.ends_with_tool_result() {
-            Reply::text(MAIN_AFTER_AGENT)
-        } else if request.last_user_text().contains("<task-notification>") {
-            Reply::text(MAIN_NOTIFICATION_ANSWER)
-        } else {
-            match &main {
-                MainModel::CallsAgent(subagent_type) => {
-                    Reply::agent(subagent_type, "Do the user's request and report back.")
-                }
-                MainModel::Answers => Reply::text(MAIN_DIRECT_ANSWER),
+            return Reply::text(SUBAGENT_ANSWER);
+        }
+        if request.last_user_text().contains("<task-notification>") {
+            return Reply::text(MAIN_NOTIFICATION_ANSWER);
+        }
+        let first_move = !first_move_made.swap(true, Ordering::SeqCst);
+        let call = |agent: &str| Reply::agent(agent, "Do the user's request and report back.");
+        match &main {
+            MainModel::CallsAgent(agent) if first_move => call(agent),
+            MainModel::FollowsFeedback { first: Some(agent), .. } if first_move => call(agent),
+            MainModel::Answers | MainModel::FollowsFeedback { first: None, .. } if first_move => {
+                Reply::text(MAIN_DIRECT_ANSWER)
             }
+            MainModel::FollowsFeedback { then, .. } => {
+                let text = request.message_text();
+                let feedback = text.contains(DENIAL_MARKER) || text.contains(NUDGE_MARKER);
+                if feedback && !feedback_followed.swap(true, Ordering::SeqCst) {
+                    call(then)
+                } else {
+                    Reply::text(MAIN_AFTER_AGENT)
+                }
+            }
+            _ => Reply::text(MAIN_AFTER_AGENT),
         }
     })
 }

@@ -50,7 +50,7 @@ pub fn run(args: RouteArgs) -> Result<()> {
         let state_dir = paths::state_dir_for_cli(&StateDirEnv::from_process());
         let context =
             RoutingContext::load(state_dir.as_deref(), project.as_deref(), context::plugin_root().as_deref());
-        if let Some(error) = &context.config_error {
+        if let Some(error) = &context.loaded.config_error {
             // The CLI is where a user fixes a configuration: say it plainly, then carry on as
             // the hooks do, with the defaults.
             eprintln!("marshal: configuration error: {error}\nmarshal: routing with the defaults instead");
@@ -181,8 +181,8 @@ fn sources_text(context: Option<&RoutingContext>) -> String {
     let Some(context) = context else {
         return "\nConfiguration: compiled-in defaults only (--defaults)\n".to_string();
     };
-    let mut out = format!("\nConfiguration: {}\n", context.provenance.layers.join(" + "));
-    for warning in &context.provenance.warnings {
+    let mut out = format!("\nConfiguration: {}\n", context.loaded.provenance.layers.join(" + "));
+    for warning in &context.loaded.provenance.warnings {
         let _ = writeln!(out, "  warning: {warning}");
     }
     if context.agents.is_empty() {
