@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PLUGIN="marshal"
 MARKETPLACE="marshal"
 CLAUDE_CODE_VERSION="2.1.329"
-BINARIES=(marshal marshal-prompt marshal-pretool marshal-stop)
+BINARIES=(marshal marshal-prompt marshal-pretool marshal-stop marshal-orchestrate)
 
 usage() {
   cat <<USAGE

@@ -4,4 +4,5 @@
 mod e2e;
 mod enforcement;
 mod hooks;
+mod orchestration;
 mod support;

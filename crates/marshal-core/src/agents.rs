@@ -25,6 +25,15 @@ impl Tier {
         }
     }
 
+    /// The next stronger tier, if any.
+    pub fn stronger(self) -> Option<Tier> {
+        match self {
+            Tier::Weak => Some(Tier::Base),
+            Tier::Base => Some(Tier::Strong),
+            Tier::Strong => None,
+        }
+    }
+
     /// The agent shipped for this tier, by its bare name.
     pub fn default_agent(self) -> &'static str {
         match self {

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::agents::Tier;
 use crate::enforcement::Level;
+use crate::mode::{Mode, ModeRules};
 
 /// A routing rule: when any of its patterns occurs in the prompt, it votes for its task type.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +95,33 @@ pub struct Config {
     pub enforce: Level,
     /// Stop a turn that ends without delegating, once; `None`: on with deny and rewrite.
     pub nudge: Option<bool>,
+    /// Which mode each kind of session gets.
+    pub modes: ModeRules,
+    pub orchestration: Orchestration,
+}
+
+/// How orchestration runs its `claude -p` children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Orchestration {
+    /// Time limit of one attempt.
+    pub timeout: std::time::Duration,
+    /// Attempts in all, across retries and escalations.
+    pub max_attempts: u32,
+    /// Retries of the same tier after a time-out or an API error.
+    pub retries: u32,
+    /// Move to the next stronger tier when a tier fails or its agent asks to.
+    pub escalate: bool,
+}
+
+impl Default for Orchestration {
+    fn default() -> Self {
+        Orchestration {
+            timeout: std::time::Duration::from_secs(180),
+            max_attempts: 3,
+            retries: 1,
+            escalate: true,
+        }
+    }
 }
 
 impl Config {
@@ -139,6 +167,8 @@ const KNOWN_KEYS: &[&str] = &[
     "history",
     "enforce",
     "nudge",
+    "modes",
+    "orchestrate",
 ];
 
 impl Default for Config {
@@ -158,6 +188,8 @@ impl Default for Config {
             history: true,
             enforce: Level::default(),
             nudge: None,
+            modes: ModeRules::default(),
+            orchestration: Orchestration::default(),
         }
     }
 }
@@ -551,6 +583,8 @@ fn apply_layer(
                     .ok_or_else(|| err(source, key, "one of off, warn, deny, rewrite"))?
             }
             "nudge" => config.nudge = Some(value.as_bool().ok_or_else(|| err(source, key, "true or false"))?),
+            "modes" => apply_modes(&mut config.modes, value, source)?,
+            "orchestrate" => apply_orchestration(&mut config.orchestration, value, source)?,
             // "$schema" and "//" comments are welcome in a JSON config.
             k if k.starts_with('$') || k.starts_with("//") => {}
             unknown => warnings.push(format!(
@@ -578,6 +612,70 @@ fn apply_tier_table(
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| err(source, &format!("{key}.{tier_name}"), "a non-empty string"))?;
         table.set(tier, text.trim().to_string());
+    }
+    Ok(())
+}
+
+/// `"modes": {"interactive": "directive", "unattended": "orchestrate", "batch": "orchestrate",
+/// "overnight": {"from": "22:00", "to": "06:00", "mode": "orchestrate"}}`
+fn apply_modes(rules: &mut ModeRules, value: &Value, source: &str) -> Result<(), ConfigError> {
+    let map = value.as_object().ok_or_else(|| err(source, "modes", "an object"))?;
+    let mode_of = |v: &Value, key: &str| {
+        v.as_str().and_then(Mode::parse).ok_or_else(|| err(source, key, "one of directive, orchestrate, off"))
+    };
+    for (name, v) in map {
+        let key = format!("modes.{name}");
+        match name.as_str() {
+            "interactive" => rules.interactive = mode_of(v, &key)?,
+            "unattended" => rules.unattended = mode_of(v, &key)?,
+            "batch" => rules.batch = mode_of(v, &key)?,
+            "overnight" if v.is_null() => rules.overnight = None,
+            "overnight" => {
+                let clock = |field: &str| {
+                    v.get(field)
+                        .and_then(Value::as_str)
+                        .and_then(crate::mode::parse_clock)
+                        .ok_or_else(|| err(source, &format!("{key}.{field}"), "a time of day as HH:MM"))
+                };
+                rules.overnight = Some((clock("from")?, clock("to")?));
+                if let Some(mode) = v.get("mode") {
+                    rules.overnight_mode = mode_of(mode, &format!("{key}.mode"))?;
+                }
+            }
+            _ => return Err(err(source, &key, "interactive, unattended, batch or overnight")),
+        }
+    }
+    Ok(())
+}
+
+/// `"orchestrate": {"timeout_seconds": 180, "max_attempts": 3, "retries": 1, "escalate": true}`
+fn apply_orchestration(settings: &mut Orchestration, value: &Value, source: &str) -> Result<(), ConfigError> {
+    let map = value.as_object().ok_or_else(|| err(source, "orchestrate", "an object"))?;
+    for (name, v) in map {
+        let key = format!("orchestrate.{name}");
+        let whole = |max: u64| v.as_u64().filter(|n| (1..=max).contains(n));
+        match name.as_str() {
+            "timeout_seconds" => {
+                let seconds =
+                    whole(86_400).ok_or_else(|| err(source, &key, "whole seconds from 1 to 86400"))?;
+                settings.timeout = std::time::Duration::from_secs(seconds);
+            }
+            "max_attempts" => {
+                settings.max_attempts =
+                    whole(10).ok_or_else(|| err(source, &key, "a whole number from 1 to 10"))? as u32
+            }
+            "retries" => {
+                settings.retries = v
+                    .as_u64()
+                    .filter(|n| *n <= 5)
+                    .ok_or_else(|| err(source, &key, "a whole number from 0 to 5"))?
+                    as u32
+            }
+            "escalate" => {
+                settings.escalate = v.as_bool().ok_or_else(|| err(source, &key, "true or false"))?
+            }
+            _ => return Err(err(source, &key, "timeout_seconds, max_attempts, retries or escalate")),
+        }
     }
     Ok(())
 }
@@ -774,6 +872,7 @@ const ENV_SETTINGS: &[&str] = &[
     "MARSHAL_HISTORY",
     "MARSHAL_ENFORCE",
     "MARSHAL_NUDGE",
+    "MARSHAL_TIMEOUT",
 ];
 
 /// The last layer: one small function per variable.
@@ -804,6 +903,15 @@ fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) 
     }
     if let Some(value) = env.var("MARSHAL_NUDGE") {
         config.nudge = Some(env_bool("MARSHAL_NUDGE", value)?);
+    }
+    if let Some(value) = env.var("MARSHAL_TIMEOUT") {
+        let seconds = value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=86_400).contains(s))
+            .ok_or_else(|| err("MARSHAL_TIMEOUT", "MARSHAL_TIMEOUT", "whole seconds from 1 to 86400"))?;
+        config.orchestration.timeout = std::time::Duration::from_secs(seconds);
     }
     Ok(())
 }
@@ -934,6 +1042,33 @@ mod tests {
             .unwrap_err()
             .expected
             .contains("off, warn, deny, rewrite"));
+    }
+
+    #[test]
+    fn modes_and_orchestration_settings() {
+        let home = tempfile::tempdir().unwrap();
+        write(
+            &home.path().join(".claude/marshal.json"),
+            r#"{"modes":{"unattended":"directive","overnight":{"from":"22:00","to":"06:30","mode":"orchestrate"}},
+                "orchestrate":{"timeout_seconds":60,"max_attempts":4,"retries":0,"escalate":false}}"#,
+        );
+        let (config, _) = load(&env_with(home.path(), None, &[("MARSHAL_TIMEOUT", "30")])).unwrap();
+        assert_eq!(config.modes.unattended, Mode::Directive);
+        assert_eq!(config.modes.overnight, Some((22 * 60, 6 * 60 + 30)));
+        assert_eq!(
+            config.orchestration,
+            Orchestration {
+                timeout: std::time::Duration::from_secs(30),
+                max_attempts: 4,
+                retries: 0,
+                escalate: false
+            }
+        );
+        write(
+            &home.path().join(".claude/marshal.json"),
+            r#"{"modes":{"overnight":{"from":"25:00","to":"06:00"}}}"#,
+        );
+        assert_eq!(load(&env_with(home.path(), None, &[])).unwrap_err().key, "modes.overnight.from");
     }
 
     #[test]

@@ -65,6 +65,10 @@ impl History {
         }
     }
 
+    pub fn record_escalation(&mut self, task: &str) {
+        self.tasks.entry(task.to_string()).or_default().escalated += 1;
+    }
+
     /// Rewrites the file in place (the caller holds the store lock). A small file rewritten
     /// with one write; torn by a crash it reads as empty, which only forgets history.
     pub fn save(&self, path: &Path) -> Result<()> {

@@ -6,15 +6,18 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
 use crate::context::{self, LoadedConfig, RoutingContext};
-use crate::event::Event;
+use crate::event::{Event, TurnKey};
 use crate::log::log_line;
 use crate::mode::{self, Mode, ModeEnv};
+use crate::orchestrate;
 use crate::paths::{self, StateDirEnv};
 use crate::routing;
+use crate::routing::Recommendation;
 use crate::store::Store;
 use crate::turns::{self, HookResponse, TurnSettings};
 use crate::wire::{self, AdditionalContextOutput};
@@ -24,10 +27,11 @@ pub const MAX_EVENT_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The whole life of a hook process. `source` names the binary in log lines.
 pub fn main(source: &str) -> ExitCode {
+    let started = Instant::now();
     let state_dir = paths::state_dir(&StateDirEnv::from_process());
     // The default panic hook prints to stderr; the payload is logged below instead.
     std::panic::set_hook(Box::new(|_| {}));
-    let outcome = std::panic::catch_unwind(|| run(source, state_dir.as_deref()));
+    let outcome = std::panic::catch_unwind(|| run(source, state_dir.as_deref(), started));
     match outcome {
         Ok(Ok(response)) => print_response(&response),
         Ok(Err(err)) => log_line(state_dir.as_deref(), source, &format!("error: {err:#}")),
@@ -40,29 +44,33 @@ pub fn main(source: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(source: &str, state_dir: Option<&Path>) -> Result<HookResponse> {
-    let mode = mode::detect(&ModeEnv::from_process());
+fn run(source: &str, state_dir: Option<&Path>, started: Instant) -> Result<HookResponse> {
+    let env = ModeEnv::from_process();
     let input = read_bounded(std::io::stdin().lock(), MAX_EVENT_BYTES)?;
-    if mode.mode == Mode::Off {
+    // MARSHAL_MODE=off: nothing at all, not even reading the configuration.
+    if env.marshal_mode.as_deref().is_some_and(|m| m.trim().eq_ignore_ascii_case("off")) {
         return Ok(HookResponse::Silent);
-    }
-    if let Some(warning) = &mode.warning {
-        log_line(state_dir, source, warning);
     }
     let parsed = wire::parse_hook_input(&input).context("could not parse the hook event on stdin")?;
     let event = Event::from_wire(parsed);
     if matches!(event, Event::Unhandled { .. }) {
         return Ok(HookResponse::Silent);
     }
-    // The configuration is read for the events that use it; agents and history only for a
-    // prompt, and only once.
     let project = event_project(&event);
-    let loaded = matches!(event, Event::Prompt { .. } | Event::AgentCall { .. } | Event::Stop { .. })
-        .then(|| LoadedConfig::load(project.as_deref()));
-    for problem in loaded.iter().flat_map(LoadedConfig::problems) {
+    let loaded = LoadedConfig::load(project.as_deref());
+    for problem in loaded.problems() {
         log_line(state_dir, source, &problem);
     }
-    let config = loaded.map(|l| l.config).unwrap_or_default();
+    let config = loaded.config;
+    let env = if config.modes.overnight.is_some() { env.with_local_time() } else { env };
+    let mode = mode::detect(&env, &config.modes);
+    if let Some(warning) = &mode.warning {
+        log_line(state_dir, source, warning);
+    }
+    if mode.mode == Mode::Off {
+        return Ok(HookResponse::Silent);
+    }
+    // Agents and history are read only for a prompt, and only once.
     let route = |prompt: &str| {
         let loaded =
             LoadedConfig { config: config.clone(), provenance: Default::default(), config_error: None };
@@ -74,6 +82,24 @@ fn run(source: &str, state_dir: Option<&Path>) -> Result<HookResponse> {
         );
         routing::route(prompt, &context.inputs())
     };
+    let orchestrate = |prompt: &str, rec: &Recommendation, key: &TurnKey| {
+        let claude = orchestrate::find_claude()?;
+        let cwd =
+            project.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("."));
+        let runs_dir = state_dir.map_or_else(std::env::temp_dir, |dir| dir.join(orchestrate::RUNS_DIR));
+        let run_id = orchestrate::run_id(&key.session, key.prompt_id.as_deref());
+        let job = orchestrate::Job {
+            prompt,
+            cwd: &cwd,
+            recommendation: rec,
+            config: &config,
+            claude: &claude,
+            runs_dir: &runs_dir,
+            run_id: &run_id,
+            started,
+        };
+        Some(orchestrate::run(&job))
+    };
     let Some(dir) = state_dir.map(PathBuf::from) else {
         log_line(
             None,
@@ -83,8 +109,13 @@ fn run(source: &str, state_dir: Option<&Path>) -> Result<HookResponse> {
         return Ok(turns::respond_without_recording(&event, &route));
     };
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let settings =
-        TurnSettings { mode: &mode, enforce: config.enforce, nudge: config.nudge_enabled(), route: &route };
+    let settings = TurnSettings {
+        mode: &mode,
+        enforce: config.enforce,
+        nudge: config.nudge_enabled(),
+        route: &route,
+        orchestrate: &orchestrate,
+    };
     let (response, warnings) = turns::handle(event, &settings, &Store::new(dir), &now)?;
     for warning in warnings {
         log_line(state_dir, source, &warning);
@@ -121,7 +152,9 @@ fn print_response(response: &HookResponse) {
         HookResponse::ToolContext(text) => serde_json::to_string(&wire::pre_tool_context(text)),
         HookResponse::DenyTool(reason) => serde_json::to_string(&wire::pre_tool_deny(reason)),
         HookResponse::RewriteTool(input) => serde_json::to_string(&wire::pre_tool_rewrite(input)),
-        HookResponse::BlockStop(reason) => serde_json::to_string(&wire::block(reason)),
+        HookResponse::BlockStop(reason) | HookResponse::BlockPrompt(reason) => {
+            serde_json::to_string(&wire::block(reason))
+        }
     };
     if let Ok(json) = json {
         // A closed stdout must not panic (println! would): the error is ignored.

@@ -16,6 +16,7 @@ use crate::compliance::Outcome;
 use crate::enforcement::Action;
 use crate::fsutil;
 use crate::mode::Mode;
+use crate::orchestrate::AttemptStatus;
 
 pub const LEDGER_FILE: &str = "ledger.jsonl";
 /// The record format this build writes; readers skip records from a newer format.
@@ -55,6 +56,9 @@ pub enum RecordBody {
         /// Complexity score, 1 to 10 (0 in records written before scores existed).
         #[serde(default)]
         score: u8,
+        /// Why the mode was chosen.
+        #[serde(default)]
+        mode_reason: String,
     },
     /// An Agent tool call, as the model made it.
     Call {
@@ -96,6 +100,25 @@ pub enum RecordBody {
         /// What enforcement did during the turn.
         #[serde(default)]
         enforcement: Enforcement,
+        /// Orchestration moved up this many tiers.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        escalations: u32,
+    },
+    /// One `claude -p` child of an orchestrated turn.
+    Attempt {
+        number: u32,
+        tier: Tier,
+        agent: String,
+        subagent_type: String,
+        model: String,
+        status: AttemptStatus,
+        exit_code: Option<i32>,
+        api_error_status: Option<u64>,
+        duration_ms: u64,
+        /// From the start of the marshal process to this child's spawn.
+        spawned_after_us: u64,
+        /// The child's output file (its errors are beside it, `.err`).
+        output: String,
     },
     /// A subagent finished.
     SubagentStop { agent_id: String, agent_type: Option<String> },
@@ -108,6 +131,10 @@ pub struct Enforcement {
     pub denied: u32,
     pub rewritten: u32,
     pub nudged: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn no_action() -> Action {
@@ -124,6 +151,8 @@ pub enum ClosedBy {
     LaterStop,
     /// Too many turns were open in one session; the oldest was closed to bound state.
     Overflow,
+    /// marshal ran the turn itself (orchestrate mode).
+    Orchestration,
     /// The session ended with the turn still open (its Stop never came: an API error, a cancel).
     SessionEnd,
 }

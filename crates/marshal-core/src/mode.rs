@@ -1,4 +1,9 @@
-//! Execution-context detection: which mode marshal runs in for this process, and why.
+//! Execution-context detection: which mode marshal runs in for this process, and why. One
+//! function, [`detect`], over facts read once from the environment and the configuration.
+//!
+//! Order: `MARSHAL_MODE` overrides everything; inside a child that marshal itself started,
+//! record only; then batch markers, the overnight window and the kind of session decide, by
+//! the configuration's `modes` table (interactive: directive, unattended: orchestrate).
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +12,11 @@ use serde::{Deserialize, Serialize};
 pub enum Mode {
     /// Route, inject a short directive, and record what the model did.
     Directive,
+    /// Carry the routing out: run the routed agent as a `claude -p` child and answer with its
+    /// result; the main model is never called.
+    Orchestrate,
+    /// A child marshal started: record its Agent calls, never route or orchestrate again.
+    Child,
     /// Do nothing at all: no directive, no records.
     Off,
 }
@@ -15,7 +25,19 @@ impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Directive => "directive",
+            Mode::Orchestrate => "orchestrate",
+            Mode::Child => "child",
             Mode::Off => "off",
+        }
+    }
+
+    /// A mode a user or a setting may ask for (`child` is marshal's own).
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "directive" => Some(Mode::Directive),
+            "orchestrate" => Some(Mode::Orchestrate),
+            "off" => Some(Mode::Off),
+            _ => None,
         }
     }
 }
@@ -28,54 +50,196 @@ pub struct ModeDecision {
     pub warning: Option<String>,
 }
 
+/// The environment variable marshal sets on the `claude -p` children it starts.
+pub const ORCHESTRATED_VAR: &str = "MARSHAL_ORCHESTRATED";
+
 /// The environment facts mode detection reads.
 #[derive(Debug, Clone, Default)]
 pub struct ModeEnv {
     pub marshal_mode: Option<String>,
+    /// `MARSHAL_ORCHESTRATED` is set: this process runs inside a child marshal started.
+    pub orchestrated_child: bool,
+    /// `CLAUDE_CODE_ENTRYPOINT`: `cli` for an interactive session, `sdk-cli` for `claude -p`.
+    pub entrypoint: Option<String>,
+    /// `MARSHAL_BATCH` is set to something true.
+    pub batch: bool,
+    /// Local time of day, minutes since midnight, for the overnight window.
+    pub minute_of_day: Option<u16>,
 }
 
 impl ModeEnv {
     pub fn from_process() -> Self {
-        ModeEnv { marshal_mode: std::env::var("MARSHAL_MODE").ok() }
+        let truthy = |name: &str| {
+            std::env::var(name)
+                .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        };
+        ModeEnv {
+            marshal_mode: std::env::var("MARSHAL_MODE").ok(),
+            orchestrated_child: truthy(ORCHESTRATED_VAR),
+            entrypoint: std::env::var("CLAUDE_CODE_ENTRYPOINT").ok(),
+            batch: truthy("MARSHAL_BATCH"),
+            minute_of_day: None,
+        }
+    }
+
+    /// Adds the local time of day (only needed when an overnight window is configured).
+    pub fn with_local_time(mut self) -> Self {
+        use chrono::Timelike;
+        let now = chrono::Local::now();
+        self.minute_of_day = Some((now.hour() * 60 + now.minute()) as u16);
+        self
     }
 }
 
-/// Decides the mode. `MARSHAL_MODE` (`directive` or `off`) overrides; the default is directive.
-pub fn detect(env: &ModeEnv) -> ModeDecision {
-    let requested = env.marshal_mode.as_deref().map(str::trim).unwrap_or("");
-    let decided = |mode, reason: &str| ModeDecision { mode, reason: reason.to_string(), warning: None };
-    match requested.to_ascii_lowercase().as_str() {
-        "" => decided(Mode::Directive, "default"),
-        "directive" => decided(Mode::Directive, "MARSHAL_MODE=directive"),
-        "off" => decided(Mode::Off, "MARSHAL_MODE=off"),
-        "auto" => decided(Mode::Directive, "MARSHAL_MODE=auto"),
-        other => ModeDecision {
-            mode: Mode::Directive,
-            reason: "default".to_string(),
-            warning: Some(format!(
-                "MARSHAL_MODE={other:?} is not a mode this version knows (directive, off, auto); using directive"
-            )),
-        },
+/// Which mode each kind of context gets (configuration key `modes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeRules {
+    pub interactive: Mode,
+    pub unattended: Mode,
+    pub batch: Mode,
+    /// `[from, to)` in minutes since local midnight; may wrap past midnight.
+    pub overnight: Option<(u16, u16)>,
+    pub overnight_mode: Mode,
+}
+
+impl Default for ModeRules {
+    fn default() -> Self {
+        ModeRules {
+            interactive: Mode::Directive,
+            unattended: Mode::Orchestrate,
+            batch: Mode::Orchestrate,
+            overnight: None,
+            overnight_mode: Mode::Orchestrate,
+        }
     }
+}
+
+/// Decides the mode, and why.
+pub fn detect(env: &ModeEnv, rules: &ModeRules) -> ModeDecision {
+    let decided = |mode, reason: String| ModeDecision { mode, reason, warning: None };
+    let requested = env.marshal_mode.as_deref().map(str::trim).unwrap_or("");
+    let mut warning = None;
+    if !requested.is_empty() && !requested.eq_ignore_ascii_case("auto") {
+        match Mode::parse(requested) {
+            // A child never re-routes, even when MARSHAL_MODE was inherited from its parent.
+            Some(mode) if !(env.orchestrated_child && mode != Mode::Off) => {
+                return decided(mode, format!("MARSHAL_MODE={}", mode.as_str()))
+            }
+            Some(_) => {}
+            None => {
+                warning = Some(format!(
+                    "MARSHAL_MODE={requested:?} is not a mode (auto, directive, orchestrate, off); detecting the mode instead"
+                ))
+            }
+        }
+    }
+    let mut decision = if env.orchestrated_child {
+        decided(Mode::Child, format!("{ORCHESTRATED_VAR} is set: a child marshal started records only"))
+    } else if env.batch {
+        decided(rules.batch, "MARSHAL_BATCH is set: a batch run".to_string())
+    } else if let (Some(window), Some(minute)) = (rules.overnight, env.minute_of_day) {
+        if in_window(window, minute) {
+            decided(rules.overnight_mode, format!("inside the overnight window {}", window_text(window)))
+        } else {
+            by_entrypoint(env, rules)
+        }
+    } else {
+        by_entrypoint(env, rules)
+    };
+    decision.warning = warning;
+    decision
+}
+
+fn by_entrypoint(env: &ModeEnv, rules: &ModeRules) -> ModeDecision {
+    let decided = |mode, reason: String| ModeDecision { mode, reason, warning: None };
+    match env.entrypoint.as_deref() {
+        Some("cli") => {
+            decided(rules.interactive, "an interactive session (CLAUDE_CODE_ENTRYPOINT=cli)".into())
+        }
+        Some(entry) if !entry.is_empty() => decided(
+            rules.unattended,
+            format!("an unattended run (CLAUDE_CODE_ENTRYPOINT={entry}, as with claude -p)"),
+        ),
+        _ => decided(rules.interactive, "no session kind known: treated as interactive".into()),
+    }
+}
+
+fn in_window((from, to): (u16, u16), minute: u16) -> bool {
+    if from <= to {
+        (from..to).contains(&minute)
+    } else {
+        minute >= from || minute < to
+    }
+}
+
+fn window_text((from, to): (u16, u16)) -> String {
+    format!("{:02}:{:02}-{:02}:{:02}", from / 60, from % 60, to / 60, to % 60)
+}
+
+/// Parses `HH:MM` into minutes since midnight.
+pub fn parse_clock(text: &str) -> Option<u16> {
+    let (hours, minutes) = text.trim().split_once(':')?;
+    let (hours, minutes): (u16, u16) = (hours.parse().ok()?, minutes.parse().ok()?);
+    (hours < 24 && minutes < 60).then_some(hours * 60 + minutes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn mode_for(value: Option<&str>) -> ModeDecision {
-        detect(&ModeEnv { marshal_mode: value.map(str::to_string) })
+    fn env(
+        mode: Option<&str>,
+        child: bool,
+        entry: Option<&str>,
+        batch: bool,
+        minute: Option<u16>,
+    ) -> ModeEnv {
+        ModeEnv {
+            marshal_mode: mode.map(str::to_string),
+            orchestrated_child: child,
+            entrypoint: entry.map(str::to_string),
+            batch,
+            minute_of_day: minute,
+        }
     }
 
     #[test]
     fn mode_table() {
-        assert_eq!(mode_for(None).mode, Mode::Directive);
-        assert_eq!(mode_for(Some("")).mode, Mode::Directive);
-        assert_eq!(mode_for(Some("off")).mode, Mode::Off);
-        assert_eq!(mode_for(Some(" OFF ")).mode, Mode::Off);
-        assert_eq!(mode_for(Some("directive")).reason, "MARSHAL_MODE=directive");
-        let odd = mode_for(Some("sideways"));
+        let rules = ModeRules::default();
+        let mode = |e: ModeEnv| detect(&e, &rules).mode;
+        assert_eq!(mode(env(None, false, Some("cli"), false, None)), Mode::Directive);
+        assert_eq!(mode(env(None, false, Some("sdk-cli"), false, None)), Mode::Orchestrate);
+        assert_eq!(mode(env(None, false, None, false, None)), Mode::Directive);
+        assert_eq!(mode(env(Some("auto"), false, Some("sdk-cli"), false, None)), Mode::Orchestrate);
+        assert_eq!(mode(env(None, false, Some("cli"), true, None)), Mode::Orchestrate, "batch");
+        assert_eq!(
+            mode(env(Some("directive"), false, Some("sdk-cli"), true, None)),
+            Mode::Directive,
+            "override"
+        );
+        assert_eq!(mode(env(Some(" OFF "), true, Some("cli"), false, None)), Mode::Off);
+        assert_eq!(mode(env(None, true, Some("sdk-cli"), false, None)), Mode::Child);
+        assert_eq!(
+            mode(env(Some("orchestrate"), true, Some("sdk-cli"), false, None)),
+            Mode::Child,
+            "inherited"
+        );
+        let odd = detect(&env(Some("sideways"), false, Some("cli"), false, None), &rules);
         assert_eq!(odd.mode, Mode::Directive);
         assert!(odd.warning.unwrap().contains("sideways"));
+        assert!(detect(&env(None, false, Some("sdk-cli"), false, None), &rules).reason.contains("claude -p"));
+    }
+
+    #[test]
+    fn the_overnight_window_wraps_midnight() {
+        let rules = ModeRules { overnight: Some((22 * 60, 6 * 60)), ..ModeRules::default() };
+        let at = |minute| detect(&env(None, false, Some("cli"), false, Some(minute)), &rules);
+        assert_eq!(at(23 * 60).mode, Mode::Orchestrate);
+        assert!(at(23 * 60).reason.contains("22:00-06:00"));
+        assert_eq!(at(5 * 60 + 59).mode, Mode::Orchestrate);
+        assert_eq!(at(6 * 60).mode, Mode::Directive);
+        assert_eq!(at(12 * 60).mode, Mode::Directive);
+        assert_eq!(parse_clock("22:30"), Some(1350));
+        assert_eq!(parse_clock("24:00"), None);
     }
 }

@@ -14,6 +14,7 @@ use crate::event::{AgentCall, Event, TurnKey};
 use crate::history::{History, HISTORY_FILE};
 use crate::ledger::{self, ClosedBy, Enforcement, Record, RecordBody};
 use crate::mode::{Mode, ModeDecision};
+use crate::orchestrate;
 use crate::routing::{self, Decision, Recommendation};
 use crate::session::{self, JournalEntry, OpenTurn, SessionState, MAX_OPEN_TURNS};
 use crate::store::Store;
@@ -33,7 +34,12 @@ pub enum HookResponse {
     RewriteTool(serde_json::Value),
     /// Stop: keep the model going, with this reason.
     BlockStop(String),
+    /// UserPromptSubmit: no model call; `claude -p` prints this (the orchestrated answer).
+    BlockPrompt(String),
 }
+
+/// Runs an orchestration for a routed prompt; `None` when the Claude Code CLI is missing.
+pub type Orchestrator<'a> = dyn Fn(&str, &Recommendation, &TurnKey) -> Option<orchestrate::Run> + 'a;
 
 /// Problems worth a log line that did not stop the hook.
 pub type Warnings = Vec<String>;
@@ -45,6 +51,8 @@ pub struct TurnSettings<'a> {
     pub nudge: bool,
     /// Decides a prompt (the caller loads routing's inputs only when asked).
     pub route: &'a dyn Fn(&str) -> Decision,
+    /// Carries a routed prompt out in orchestrate mode.
+    pub orchestrate: &'a Orchestrator<'a>,
 }
 
 /// Handles one event. `now` is the RFC 3339 time stamped on records.
@@ -58,17 +66,30 @@ pub fn handle(
         return Ok((HookResponse::Silent, Vec::new()));
     }
     match event {
+        // A child marshal started records its calls, and never routes again.
+        Event::Prompt { .. } if settings.mode.mode == Mode::Child => Ok((HookResponse::Silent, Vec::new())),
         Event::Prompt { key, prompt } => match (settings.route)(&prompt) {
             Decision::Abstain(_) => Ok((HookResponse::Silent, Vec::new())),
-            Decision::Route(rec) => {
-                // The directive helps even when the turn cannot be recorded: inject it anyway.
-                let chars = prompt.chars().count();
-                let warnings = match open_turn(store, &key, &rec, settings.mode.mode, chars, now) {
-                    Ok(warnings) => warnings,
-                    Err(err) => vec![format!("turn not recorded: {err:#}")],
-                };
-                Ok((HookResponse::AdditionalContext(routing::directive_text(&rec)), warnings))
+            Decision::Route(rec) if settings.mode.mode == Mode::Orchestrate => {
+                match (settings.orchestrate)(&prompt, &rec, &key) {
+                    Some(run) => {
+                        let warnings =
+                            record_orchestration(store, &key, &rec, &settings.mode.reason, &run, now)
+                                .unwrap_or_else(|err| {
+                                    vec![format!("orchestrated turn not recorded: {err:#}")]
+                                });
+                        let answer = run.result.clone().unwrap_or_else(|| run.failure_text());
+                        Ok((HookResponse::BlockPrompt(answer), warnings))
+                    }
+                    None => {
+                        let reason = "orchestrate mode, but the Claude Code CLI was not found (set MARSHAL_CLAUDE_BIN or put claude on PATH): directive mode instead";
+                        let (response, mut warnings) = directive(store, &key, &prompt, &rec, reason, now);
+                        warnings.insert(0, reason.to_string());
+                        Ok((response, warnings))
+                    }
+                }
             }
+            Decision::Route(rec) => Ok(directive(store, &key, &prompt, &rec, &settings.mode.reason, now)),
         },
         Event::AgentCall { key, call } => record_call(store, &key, &call, settings.enforce, now),
         Event::Stop { key, stop_hook_active } => {
@@ -83,6 +104,24 @@ pub fn handle(
         }
         Event::Unhandled { .. } => Ok((HookResponse::Silent, Vec::new())),
     }
+}
+
+/// Opens a directive-mode turn and returns the directive. The directive helps even when the turn
+/// cannot be recorded, so it is injected anyway.
+fn directive(
+    store: &Store,
+    key: &TurnKey,
+    prompt: &str,
+    rec: &Recommendation,
+    mode_reason: &str,
+    now: &str,
+) -> (HookResponse, Warnings) {
+    let chars = prompt.chars().count();
+    let warnings = match open_turn(store, key, rec, Mode::Directive, mode_reason, chars, now) {
+        Ok(warnings) => warnings,
+        Err(err) => vec![format!("turn not recorded: {err:#}")],
+    };
+    (HookResponse::AdditionalContext(routing::directive_text(rec)), warnings)
 }
 
 /// What to print when nothing can be recorded: the directive still helps the model.
@@ -109,11 +148,40 @@ fn load_session(store: &Store, session: &str, warnings: &mut Warnings) -> (Sessi
     (loaded.state, rewrite)
 }
 
+fn route_record(
+    key: &TurnKey,
+    rec: &Recommendation,
+    mode: Mode,
+    mode_reason: &str,
+    prompt_chars: usize,
+    now: &str,
+) -> Record {
+    record(
+        key,
+        now,
+        RecordBody::Route {
+            mode,
+            project: key.project.clone(),
+            agent: rec.agent.clone(),
+            subagent_type: rec.subagent_type.clone(),
+            tier: rec.tier,
+            model: rec.model.clone(),
+            confidence: rec.confidence,
+            reasons: rec.reasons.clone(),
+            prompt_chars,
+            task: rec.task.clone(),
+            score: rec.score,
+            mode_reason: mode_reason.to_string(),
+        },
+    )
+}
+
 fn open_turn(
     store: &Store,
     key: &TurnKey,
     rec: &Recommendation,
     mode: Mode,
+    mode_reason: &str,
     prompt_chars: usize,
     now: &str,
 ) -> Result<Warnings> {
@@ -129,23 +197,7 @@ fn open_turn(
         let oldest = state.open_turns.remove(0);
         records.push(outcome_record(key, &oldest, ClosedBy::Overflow, now));
     }
-    records.push(record(
-        key,
-        now,
-        RecordBody::Route {
-            mode,
-            project: key.project.clone(),
-            agent: rec.agent.clone(),
-            subagent_type: rec.subagent_type.clone(),
-            tier: rec.tier,
-            model: rec.model.clone(),
-            confidence: rec.confidence,
-            reasons: rec.reasons.clone(),
-            prompt_chars,
-            task: rec.task.clone(),
-            score: rec.score,
-        },
-    ));
+    records.push(route_record(key, rec, mode, mode_reason, prompt_chars, now));
     let turn = OpenTurn {
         prompt_id: key.prompt_id.clone(),
         task: rec.task.clone(),
@@ -231,6 +283,58 @@ fn record_call(
     Ok((response, warnings))
 }
 
+/// Records an orchestrated turn: its route, every attempt, and its outcome (followed by
+/// construction when an attempt answered; interrupted when none did).
+pub fn record_orchestration(
+    store: &Store,
+    key: &TurnKey,
+    rec: &Recommendation,
+    mode_reason: &str,
+    run: &orchestrate::Run,
+    now: &str,
+) -> Result<Warnings> {
+    let mut warnings = Vec::new();
+    let mut records = vec![route_record(key, rec, Mode::Orchestrate, mode_reason, 0, now)];
+    for attempt in &run.attempts {
+        let body = RecordBody::Attempt {
+            number: attempt.number,
+            tier: attempt.target.tier,
+            agent: attempt.target.agent.clone(),
+            subagent_type: attempt.target.subagent_type.clone(),
+            model: attempt.target.model.clone(),
+            status: attempt.status,
+            exit_code: attempt.exit_code,
+            api_error_status: attempt.api_error_status,
+            duration_ms: attempt.duration_ms,
+            spawned_after_us: attempt.spawned_after_us,
+            output: attempt.stdout.display().to_string(),
+        };
+        records.push(record(key, now, body));
+    }
+    let answered = run.succeeded();
+    let outcome = if answered.is_some() { Outcome::Followed } else { Outcome::Interrupted };
+    let body = RecordBody::Outcome {
+        mode: Mode::Orchestrate,
+        project: key.project.clone(),
+        recommended: rec.agent.clone(),
+        tier: rec.tier,
+        model: rec.model.clone(),
+        outcome,
+        actual: answered.map(|a| a.target.agent.clone()),
+        called: run.attempts.iter().map(|a| a.target.agent.clone()).collect(),
+        closed_by: ClosedBy::Orchestration,
+        task: rec.task.clone(),
+        unenforced: Some(outcome),
+        enforcement: Enforcement::default(),
+        escalations: run.escalations,
+    };
+    records.push(record(key, now, body));
+    let _guard = store.lock()?;
+    ledger::append(&store.ledger_path(), &records)?;
+    update_history(store, &records, &mut warnings);
+    Ok(warnings)
+}
+
 /// A Stop means the main agent is idle: every open turn of the session is over. The turn with
 /// the Stop's own prompt id closed normally; any older one never got its Stop. With the nudge
 /// on, a turn that was routed but delegated nothing is kept open once and the Stop is blocked.
@@ -295,11 +399,11 @@ fn end_session(store: &Store, key: &TurnKey, now: &str) -> Result<Warnings> {
 /// Adds closed turns to the per-task summary routing reads. Best effort: losing history only
 /// loses a hint, so a failure is a warning. History learns from what the model did unprompted.
 fn update_history(store: &Store, records: &[Record], warnings: &mut Warnings) {
-    let closed: Vec<(&str, Outcome)> = records
+    let closed: Vec<(&str, Outcome, u32)> = records
         .iter()
         .filter_map(|r| match &r.body {
-            RecordBody::Outcome { task, outcome, unenforced, .. } => {
-                Some((task.as_str(), unenforced.unwrap_or(*outcome)))
+            RecordBody::Outcome { task, outcome, unenforced, escalations, .. } => {
+                Some((task.as_str(), unenforced.unwrap_or(*outcome), *escalations))
             }
             _ => None,
         })
@@ -309,8 +413,11 @@ fn update_history(store: &Store, records: &[Record], warnings: &mut Warnings) {
     }
     let path = store.dir().join(HISTORY_FILE);
     let mut history = History::load(&path);
-    for (task, outcome) in closed {
+    for (task, outcome, escalations) in closed {
         history.record(task, outcome);
+        if escalations > 0 {
+            history.record_escalation(task);
+        }
     }
     if let Err(err) = history.save(&path) {
         warnings.push(format!("history not updated: {err:#}"));
@@ -373,6 +480,7 @@ fn outcome_record(key: &TurnKey, turn: &OpenTurn, closed_by: ClosedBy, now: &str
         closed_by,
         task: turn.task.clone(),
         unenforced: Some(unenforced),
+        escalations: 0,
         enforcement: Enforcement {
             warned: count(Action::Warned),
             denied: count(Action::Denied),
@@ -401,7 +509,7 @@ mod tests {
         fn new() -> Self {
             let tmp = tempfile::tempdir().unwrap();
             let store = Store::new(tmp.path().join("state"));
-            let mode = crate::mode::detect(&Default::default());
+            let mode = crate::mode::detect(&Default::default(), &Default::default());
             Harness { _tmp: tmp, store, mode, enforce: Level::Warn, nudge: false }
         }
 
@@ -411,8 +519,13 @@ mod tests {
             let route = |prompt: &str| {
                 routing::route(prompt, &routing::RouteInputs { config: &config, agents: &[], history: None })
             };
-            let settings =
-                TurnSettings { mode: &self.mode, enforce: self.enforce, nudge: self.nudge, route: &route };
+            let settings = TurnSettings {
+                mode: &self.mode,
+                enforce: self.enforce,
+                nudge: self.nudge,
+                route: &route,
+                orchestrate: &|_, _, _| None,
+            };
             handle(event, &settings, &self.store, "2026-11-21T05:00:00.000Z").unwrap().0
         }
 
@@ -546,7 +659,8 @@ mod tests {
     #[test]
     fn off_mode_records_nothing() {
         let mut h = Harness::new();
-        h.mode = crate::mode::detect(&crate::mode::ModeEnv { marshal_mode: Some("off".into()) });
+        let off = crate::mode::ModeEnv { marshal_mode: Some("off".into()), ..Default::default() };
+        h.mode = crate::mode::detect(&off, &Default::default());
         assert_eq!(h.prompt("p1", "rename foo"), HookResponse::Silent);
         h.call("p1", "marshal:haiku-general", None);
         h.stop("p1");
@@ -655,6 +769,36 @@ mod tests {
         assert_eq!(h.stop("p3"), HookResponse::Silent);
         h.prompt("p4", "rename c to d");
         assert_eq!(h.stop_again("p4"), HookResponse::Silent);
+    }
+
+    #[test]
+    fn a_child_marshal_started_records_calls_but_never_routes() {
+        let mut h = Harness::new();
+        let child = crate::mode::ModeEnv { orchestrated_child: true, ..Default::default() };
+        h.mode = crate::mode::detect(&child, &Default::default());
+        assert_eq!(h.prompt("p1", "rename foo to bar"), HookResponse::Silent);
+        assert_eq!(h.call("p1", "general-purpose", None), HookResponse::Silent, "no enforcement either");
+        h.stop("p1");
+        let (records, _) = ledger::read_file(&h.store.ledger_path()).unwrap();
+        let kinds: Vec<bool> =
+            records.iter().map(|r| matches!(r.body, RecordBody::Call { routed_turn: false, .. })).collect();
+        assert_eq!(kinds, [true]);
+    }
+
+    #[test]
+    fn orchestrate_mode_without_a_cli_falls_back_to_the_directive() {
+        let mut h = Harness::new();
+        let unattended = crate::mode::ModeEnv { entrypoint: Some("sdk-cli".into()), ..Default::default() };
+        h.mode = crate::mode::detect(&unattended, &Default::default());
+        assert_eq!(h.mode.mode, Mode::Orchestrate);
+        let HookResponse::AdditionalContext(directive) = h.prompt("p1", "rename foo to bar") else {
+            panic!()
+        };
+        assert!(directive.contains("marshal:haiku-general"));
+        let (records, _) = ledger::read_file(&h.store.ledger_path()).unwrap();
+        let RecordBody::Route { mode, mode_reason, .. } = &records[0].body else { panic!() };
+        assert_eq!(*mode, Mode::Directive);
+        assert!(mode_reason.contains("Claude Code CLI was not found"), "{mode_reason}");
     }
 
     #[test]

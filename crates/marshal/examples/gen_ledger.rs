@@ -110,8 +110,15 @@ fn main() -> Result<()> {
             let prompt_id = Some(format!("{session_no:x}-{turn:x}-{:x}", rng.next() & 0xffff_ffff));
             let tier = [Tier::Weak, Tier::Base, Tier::Strong][rng.weighted(&[45, 40, 15])];
             let agent = tier.default_agent().to_string();
+            // One turn in five runs unattended (orchestrate mode): followed by construction.
+            let mode = if rng.below(5) == 0 { Mode::Orchestrate } else { Mode::Directive };
             let body = RecordBody::Route {
-                mode: Mode::Directive,
+                mode,
+                mode_reason: if mode == Mode::Orchestrate {
+                    "an unattended run".into()
+                } else {
+                    "an interactive session".into()
+                },
                 project: Some(project.clone()),
                 agent: agent.clone(),
                 subagent_type: format!("marshal:{agent}"),
@@ -158,7 +165,8 @@ fn main() -> Result<()> {
                 )?;
             }
             let body = RecordBody::Outcome {
-                mode: Mode::Directive,
+                mode,
+                escalations: u32::from(mode == Mode::Orchestrate && rng.below(10) == 0),
                 project: Some(project.clone()),
                 recommended: agent.clone(),
                 tier,

@@ -82,14 +82,17 @@ impl Sandbox {
         run_with_limit(&mut command, Duration::from_secs(300))
     }
 
-    /// Runs `claude -p PROMPT` in the project folder against `api`.
+    /// Runs `claude -p PROMPT` in the project folder against `api`. `claude -p` stands in for an
+    /// interactive session here, so MARSHAL_MODE is `directive` unless `extra_env` says otherwise
+    /// (auto-detection would pick orchestrate mode for `claude -p`).
     pub fn claude_p(&self, api: &FakeApi, prompt: &str, extra_env: &[(&str, &str)]) -> ClaudeRun {
         let mut command = Command::new(claude_bin());
         self.offline_env(&mut command);
         command
             .args(["-p", prompt, "--output-format", "json", "--allowedTools", "Agent"])
             .current_dir(&self.project)
-            .env("ANTHROPIC_BASE_URL", api.base_url());
+            .env("ANTHROPIC_BASE_URL", api.base_url())
+            .env("MARSHAL_MODE", "directive");
         for (key, value) in extra_env {
             command.env(key, value);
         }
