@@ -182,6 +182,11 @@ fn sources_text(context: Option<&RoutingContext>) -> String {
         return "\nConfiguration: compiled-in defaults only (--defaults)\n".to_string();
     };
     let mut out = format!("\nConfiguration: {}\n", context.loaded.provenance.layers.join(" + "));
+    let modes = &context.config().modes;
+    let env = marshal_core::mode::ModeEnv::from_process();
+    let env = if modes.overnight.is_some() { env.with_local_time() } else { env };
+    let mode = marshal_core::mode::detect(&env, modes);
+    let _ = writeln!(out, "Mode here: {} ({})", mode.mode.as_str(), mode.reason);
     for warning in &context.loaded.provenance.warnings {
         let _ = writeln!(out, "  warning: {warning}");
     }
