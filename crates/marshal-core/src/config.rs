@@ -95,6 +95,10 @@ pub struct Config {
     pub enforce: Level,
     /// Stop a turn that ends without delegating, once; `None`: on with deny and rewrite.
     pub nudge: Option<bool>,
+    /// Keep the prompt's text in route records (off: only its length is kept).
+    pub store_prompts: bool,
+    /// Session journals and orchestration outputs older than this are removed.
+    pub retention_days: u32,
     /// Which mode each kind of session gets.
     pub modes: ModeRules,
     pub orchestration: Orchestration,
@@ -169,6 +173,8 @@ const KNOWN_KEYS: &[&str] = &[
     "nudge",
     "modes",
     "orchestrate",
+    "store_prompts",
+    "retention_days",
 ];
 
 impl Default for Config {
@@ -190,6 +196,8 @@ impl Default for Config {
             nudge: None,
             modes: ModeRules::default(),
             orchestration: Orchestration::default(),
+            store_prompts: false,
+            retention_days: 14,
         }
     }
 }
@@ -584,6 +592,16 @@ fn apply_layer(
             }
             "nudge" => config.nudge = Some(value.as_bool().ok_or_else(|| err(source, key, "true or false"))?),
             "modes" => apply_modes(&mut config.modes, value, source)?,
+            "store_prompts" => {
+                config.store_prompts = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?
+            }
+            "retention_days" => {
+                config.retention_days = value
+                    .as_u64()
+                    .filter(|d| (1..=3650).contains(d))
+                    .ok_or_else(|| err(source, key, "a whole number of days from 1 to 3650"))?
+                    as u32
+            }
             "orchestrate" => apply_orchestration(&mut config.orchestration, value, source)?,
             // "$schema" and "//" comments are welcome in a JSON config.
             k if k.starts_with('$') || k.starts_with("//") => {}
@@ -873,6 +891,7 @@ const ENV_SETTINGS: &[&str] = &[
     "MARSHAL_ENFORCE",
     "MARSHAL_NUDGE",
     "MARSHAL_TIMEOUT",
+    "MARSHAL_STORE_PROMPTS",
 ];
 
 /// The last layer: one small function per variable.
@@ -903,6 +922,9 @@ fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) 
     }
     if let Some(value) = env.var("MARSHAL_NUDGE") {
         config.nudge = Some(env_bool("MARSHAL_NUDGE", value)?);
+    }
+    if let Some(value) = env.var("MARSHAL_STORE_PROMPTS") {
+        config.store_prompts = env_bool("MARSHAL_STORE_PROMPTS", value)?;
     }
     if let Some(value) = env.var("MARSHAL_TIMEOUT") {
         let seconds = value

@@ -90,8 +90,9 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
         .with_context(|| format!("could not open lock file {}", path.display()))
 }
 
-/// Replaces `path` with `bytes`: write a temp file in the same directory, then rename over.
-/// Readers see the old content or the new one, never a mix.
+/// Replaces `path` with `bytes`: write a temp file in the same directory, flush it to disk,
+/// rename it over, and flush the directory. Readers see the old content or the new one, never a
+/// mix, and after a crash the file is one or the other.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
@@ -101,12 +102,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .create(true)
         .truncate(true)
         .open(&temp)
-        .and_then(|mut file| file.write_all(bytes))
-        .and_then(|()| fs::rename(&temp, path));
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|()| fs::rename(&temp, path))
+        .and_then(|()| sync_dir(dir));
     if written.is_err() {
         let _ = fs::remove_file(&temp);
     }
     written.with_context(|| format!("could not replace {}", path.display()))
+}
+
+/// Flushes a directory's entries (a rename) to disk; not every platform can, so best effort.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Ok(handle) = File::open(dir) {
+        let _ = handle.sync_all();
+    }
+    let _ = dir;
+    Ok(())
+}
+
+/// Removes regular files in `dir` last modified more than `max_age` ago; returns how many.
+pub fn remove_older_than(dir: &Path, max_age: std::time::Duration) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let now = std::time::SystemTime::now();
+    entries
+        .flatten()
+        .filter(|entry| {
+            entry.metadata().is_ok_and(|m| {
+                m.is_file()
+                    && m.modified().is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > max_age))
+            })
+        })
+        .filter(|entry| fs::remove_file(entry.path()).is_ok())
+        .count()
 }
 
 fn private_options() -> OpenOptions {

@@ -115,6 +115,8 @@ fn run(source: &str, state_dir: Option<&Path>, started: Instant) -> Result<HookR
         nudge: config.nudge_enabled(),
         route: &route,
         orchestrate: &orchestrate,
+        store_prompts: config.store_prompts,
+        retention: std::time::Duration::from_secs(u64::from(config.retention_days) * 86_400),
     };
     let (response, warnings) = turns::handle(event, &settings, &Store::new(dir), &now)?;
     for warning in warnings {

@@ -59,6 +59,9 @@ pub enum RecordBody {
         /// Why the mode was chosen.
         #[serde(default)]
         mode_reason: String,
+        /// The prompt's text, only when `store_prompts` is on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt: Option<String>,
     },
     /// An Agent tool call, as the model made it.
     Call {

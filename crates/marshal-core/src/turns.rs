@@ -53,6 +53,10 @@ pub struct TurnSettings<'a> {
     pub route: &'a dyn Fn(&str) -> Decision,
     /// Carries a routed prompt out in orchestrate mode.
     pub orchestrate: &'a Orchestrator<'a>,
+    /// Keep prompt texts in route records.
+    pub store_prompts: bool,
+    /// Session journals and orchestration outputs older than this are removed at session end.
+    pub retention: std::time::Duration,
 }
 
 /// Handles one event. `now` is the RFC 3339 time stamped on records.
@@ -70,32 +74,43 @@ pub fn handle(
         Event::Prompt { .. } if settings.mode.mode == Mode::Child => Ok((HookResponse::Silent, Vec::new())),
         Event::Prompt { key, prompt } => match (settings.route)(&prompt) {
             Decision::Abstain(_) => Ok((HookResponse::Silent, Vec::new())),
-            Decision::Route(rec) if settings.mode.mode == Mode::Orchestrate => {
+            Decision::Route(rec) => {
+                let routed = RoutedPrompt {
+                    key: &key,
+                    rec: &rec,
+                    prompt: &prompt,
+                    mode_reason: &settings.mode.reason,
+                    store_prompt: settings.store_prompts,
+                };
+                if settings.mode.mode != Mode::Orchestrate {
+                    return Ok(directive(store, &routed, now));
+                }
                 match (settings.orchestrate)(&prompt, &rec, &key) {
                     Some(run) => {
-                        let warnings =
-                            record_orchestration(store, &key, &rec, &settings.mode.reason, &run, now)
-                                .unwrap_or_else(|err| {
-                                    vec![format!("orchestrated turn not recorded: {err:#}")]
-                                });
+                        let warnings = record_orchestration(store, &routed, &run, now)
+                            .unwrap_or_else(|err| vec![format!("orchestrated turn not recorded: {err:#}")]);
                         let answer = run.result.clone().unwrap_or_else(|| run.failure_text());
                         Ok((HookResponse::BlockPrompt(answer), warnings))
                     }
                     None => {
                         let reason = "orchestrate mode, but the Claude Code CLI was not found (set MARSHAL_CLAUDE_BIN or put claude on PATH): directive mode instead";
-                        let (response, mut warnings) = directive(store, &key, &prompt, &rec, reason, now);
+                        let (response, mut warnings) =
+                            directive(store, &RoutedPrompt { mode_reason: reason, ..routed }, now);
                         warnings.insert(0, reason.to_string());
                         Ok((response, warnings))
                     }
                 }
             }
-            Decision::Route(rec) => Ok(directive(store, &key, &prompt, &rec, &settings.mode.reason, now)),
         },
         Event::AgentCall { key, call } => record_call(store, &key, &call, settings.enforce, now),
         Event::Stop { key, stop_hook_active } => {
             close_turns(store, &key, settings.nudge && !stop_hook_active, now)
         }
-        Event::SessionEnd { key } => Ok((HookResponse::Silent, end_session(store, &key, now)?)),
+        Event::SessionEnd { key } => {
+            let mut warnings = end_session(store, &key, now)?;
+            warnings.extend(clean_up(store, settings.retention));
+            Ok((HookResponse::Silent, warnings))
+        }
         Event::SubagentStop { key, agent_id, agent_type } => {
             let _guard = store.lock()?;
             let body = RecordBody::SubagentStop { agent_id, agent_type };
@@ -108,20 +123,23 @@ pub fn handle(
 
 /// Opens a directive-mode turn and returns the directive. The directive helps even when the turn
 /// cannot be recorded, so it is injected anyway.
-fn directive(
-    store: &Store,
-    key: &TurnKey,
-    prompt: &str,
-    rec: &Recommendation,
-    mode_reason: &str,
-    now: &str,
-) -> (HookResponse, Warnings) {
-    let chars = prompt.chars().count();
-    let warnings = match open_turn(store, key, rec, Mode::Directive, mode_reason, chars, now) {
+fn directive(store: &Store, routed: &RoutedPrompt, now: &str) -> (HookResponse, Warnings) {
+    let warnings = match open_turn(store, routed, now) {
         Ok(warnings) => warnings,
         Err(err) => vec![format!("turn not recorded: {err:#}")],
     };
-    (HookResponse::AdditionalContext(routing::directive_text(rec)), warnings)
+    (HookResponse::AdditionalContext(routing::directive_text(routed.rec)), warnings)
+}
+
+/// A prompt marshal routed, with what its records need.
+#[derive(Clone, Copy)]
+pub struct RoutedPrompt<'a> {
+    pub key: &'a TurnKey,
+    pub rec: &'a Recommendation,
+    pub prompt: &'a str,
+    pub mode_reason: &'a str,
+    /// Keep the prompt's text in the route record (privacy: off by default).
+    pub store_prompt: bool,
 }
 
 /// What to print when nothing can be recorded: the directive still helps the model.
@@ -148,14 +166,9 @@ fn load_session(store: &Store, session: &str, warnings: &mut Warnings) -> (Sessi
     (loaded.state, rewrite)
 }
 
-fn route_record(
-    key: &TurnKey,
-    rec: &Recommendation,
-    mode: Mode,
-    mode_reason: &str,
-    prompt_chars: usize,
-    now: &str,
-) -> Record {
+/// The route record of a turn; the prompt's text only with `store_prompt` (privacy).
+fn route_record(routed: &RoutedPrompt, mode: Mode, now: &str) -> Record {
+    let RoutedPrompt { key, rec, prompt, mode_reason, store_prompt } = *routed;
     record(
         key,
         now,
@@ -168,23 +181,17 @@ fn route_record(
             model: rec.model.clone(),
             confidence: rec.confidence,
             reasons: rec.reasons.clone(),
-            prompt_chars,
+            prompt_chars: prompt.chars().count(),
             task: rec.task.clone(),
             score: rec.score,
             mode_reason: mode_reason.to_string(),
+            prompt: store_prompt.then(|| prompt.to_string()),
         },
     )
 }
 
-fn open_turn(
-    store: &Store,
-    key: &TurnKey,
-    rec: &Recommendation,
-    mode: Mode,
-    mode_reason: &str,
-    prompt_chars: usize,
-    now: &str,
-) -> Result<Warnings> {
+fn open_turn(store: &Store, routed: &RoutedPrompt, now: &str) -> Result<Warnings> {
+    let (key, rec, mode) = (routed.key, routed.rec, Mode::Directive);
     let mut warnings = Vec::new();
     let path = store.session_path(&key.session);
     let _guard = store.lock()?;
@@ -197,7 +204,7 @@ fn open_turn(
         let oldest = state.open_turns.remove(0);
         records.push(outcome_record(key, &oldest, ClosedBy::Overflow, now));
     }
-    records.push(route_record(key, rec, mode, mode_reason, prompt_chars, now));
+    records.push(route_record(routed, mode, now));
     let turn = OpenTurn {
         prompt_id: key.prompt_id.clone(),
         task: rec.task.clone(),
@@ -287,14 +294,13 @@ fn record_call(
 /// construction when an attempt answered; interrupted when none did).
 pub fn record_orchestration(
     store: &Store,
-    key: &TurnKey,
-    rec: &Recommendation,
-    mode_reason: &str,
+    routed: &RoutedPrompt,
     run: &orchestrate::Run,
     now: &str,
 ) -> Result<Warnings> {
+    let (key, rec) = (routed.key, routed.rec);
     let mut warnings = Vec::new();
-    let mut records = vec![route_record(key, rec, Mode::Orchestrate, mode_reason, 0, now)];
+    let mut records = vec![route_record(routed, Mode::Orchestrate, now)];
     for attempt in &run.attempts {
         let body = RecordBody::Attempt {
             number: attempt.number,
@@ -394,6 +400,28 @@ fn end_session(store: &Store, key: &TurnKey, now: &str) -> Result<Warnings> {
     update_history(store, &records, &mut warnings);
     session::remove(&path)?;
     Ok(warnings)
+}
+
+/// How often, at most, session ends look for old files.
+const CLEAN_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+const CLEAN_UP_MARKER: &str = "last-clean-up";
+
+/// Removes session journals left by sessions that crashed, and orchestration outputs, older
+/// than `retention`. At most once an hour (a marker file's age says when it last ran).
+fn clean_up(store: &Store, retention: std::time::Duration) -> Option<String> {
+    let marker = store.dir().join(CLEAN_UP_MARKER);
+    let recent = std::fs::metadata(&marker)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < CLEAN_UP_EVERY));
+    if recent {
+        return None;
+    }
+    let _ = std::fs::write(&marker, b"");
+    let sessions = crate::fsutil::remove_older_than(&store.dir().join("sessions"), retention);
+    let runs = crate::fsutil::remove_older_than(&store.dir().join(orchestrate::RUNS_DIR), retention);
+    (sessions + runs > 0).then(|| {
+        format!("clean-up: removed {sessions} session journal(s) and {runs} orchestration output(s) older than {} days", retention.as_secs() / 86_400)
+    })
 }
 
 /// Adds closed turns to the per-task summary routing reads. Best effort: losing history only
@@ -525,6 +553,8 @@ mod tests {
                 nudge: self.nudge,
                 route: &route,
                 orchestrate: &|_, _, _| None,
+                store_prompts: false,
+                retention: std::time::Duration::from_secs(14 * 86_400),
             };
             handle(event, &settings, &self.store, "2026-11-21T05:00:00.000Z").unwrap().0
         }

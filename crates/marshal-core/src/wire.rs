@@ -104,12 +104,18 @@ pub fn block(reason: &str) -> serde_json::Value {
 /// Parses a hook event. JavaScript may emit lone UTF-16 surrogates (`"\ud83d"`), which strict
 /// JSON parsers reject; rather than lose the event, those escapes are replaced by U+FFFD.
 pub fn parse_hook_input(bytes: &[u8]) -> serde_json::Result<HookInput> {
-    match serde_json::from_slice(bytes) {
-        Ok(input) => Ok(input),
-        Err(first_error) => match replace_lone_surrogates(bytes) {
-            Some(repaired) => serde_json::from_slice(&repaired),
-            None => Err(first_error),
-        },
+    let first_error = match serde_json::from_slice(bytes) {
+        Ok(input) => return Ok(input),
+        Err(err) => err,
+    };
+    // Invalid UTF-8 (a paste from a binary file, a cut multi-byte character): keep the event,
+    // with U+FFFD for the bad bytes.
+    let text = String::from_utf8_lossy(bytes);
+    let repaired = replace_lone_surrogates(text.as_bytes());
+    match (&text, repaired) {
+        (_, Some(repaired)) => serde_json::from_slice(&repaired),
+        (std::borrow::Cow::Owned(lossy), None) => serde_json::from_str(lossy),
+        (std::borrow::Cow::Borrowed(_), None) => Err(first_error),
     }
 }
 
@@ -193,6 +199,24 @@ mod tests {
         let raw = br#"{"hook_event_name":"UserPromptSubmit","prompt":"a\ud83d b \ud83d\ude00 c\\ud83d"}"#;
         let input = parse_hook_input(raw).unwrap();
         assert_eq!(input.prompt.as_deref(), Some("a\u{FFFD} b \u{1F600} c\\ud83d"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_lost() {
+        let mut raw = br#"{"hook_event_name":"UserPromptSubmit","prompt":"caf"#.to_vec();
+        raw.extend_from_slice(&[0xE9, 0xFF]);
+        raw.extend_from_slice(br#" \ud83d ok"}"#);
+        let input = parse_hook_input(&raw).unwrap();
+        assert_eq!(input.prompt.as_deref(), Some("caf\u{FFFD}\u{FFFD} \u{FFFD} ok"));
+    }
+
+    #[test]
+    fn deeply_nested_json_is_an_error_not_a_crash() {
+        let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_hook_input(nested.as_bytes()).is_err());
+        let inside =
+            format!(r#"{{"hook_event_name":"Stop","tool_input":{}1{}}}"#, "[".repeat(5000), "]".repeat(5000));
+        assert!(parse_hook_input(inside.as_bytes()).is_err());
     }
 
     #[test]

@@ -130,6 +130,7 @@ fn main() -> Result<()> {
                     ["chore", "everyday", "hard-task"][rng.below(3) as usize]
                 )],
                 prompt_chars: 20 + rng.below(2000) as usize,
+                prompt: None,
                 task: ["chore", "implementation", "architecture"][tier as usize].to_string(),
                 score: [2, 5, 8][tier as usize],
             };

@@ -126,9 +126,18 @@ fn run(args: Args, started: Instant) -> Result<u8> {
     });
     if let Some(dir) = &state_dir {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        if let Err(err) =
-            turns::record_orchestration(&Store::new(dir), &key, &rec, "marshal-orchestrate", &run, &now)
-        {
+        if let Err(err) = turns::record_orchestration(
+            &Store::new(dir),
+            &turns::RoutedPrompt {
+                key: &key,
+                rec: &rec,
+                prompt: &request,
+                mode_reason: "marshal-orchestrate",
+                store_prompt: config.store_prompts,
+            },
+            &run,
+            &now,
+        ) {
             eprintln!("marshal-orchestrate: the turn was not recorded: {err:#}");
         }
     }

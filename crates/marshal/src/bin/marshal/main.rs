@@ -1,6 +1,7 @@
 //! `marshal`, the user's command line: compliance reports, how a prompt would be routed, and
 //! where data lives.
 
+mod doctor;
 mod eval;
 mod render;
 mod report;
@@ -36,6 +37,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Print where marshal keeps its ledger, session journals and log.
     Paths,
+    /// Check the installation and say how to fix what is wrong (exit status 1 if anything is).
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,11 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Report(args) => report::run(args),
         Command::Paths => print_paths(),
+        Command::Doctor(args) => match doctor::run(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(err) => Err(err),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

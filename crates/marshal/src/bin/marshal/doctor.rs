@@ -1,0 +1,365 @@
+//! `marshal doctor`: checks an installation and says how to fix what is wrong.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use marshal_core::context::{self, LoadedConfig};
+use marshal_core::paths::{self, StateDirEnv};
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// The plugin folder to check (default: the one holding this binary).
+    #[arg(long, value_name = "DIR")]
+    plugin_dir: Option<PathBuf>,
+}
+
+const HOOK_BINARIES: &[&str] = &["marshal-prompt", "marshal-pretool", "marshal-stop", "marshal-orchestrate"];
+
+/// One check's verdict.
+struct Finding {
+    ok: bool,
+    what: String,
+    fix: Option<String>,
+}
+
+fn pass(what: impl Into<String>) -> Finding {
+    Finding { ok: true, what: what.into(), fix: None }
+}
+
+fn fail(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding { ok: false, what: what.into(), fix: Some(fix.into()) }
+}
+
+pub fn run(args: DoctorArgs) -> Result<bool> {
+    let root = match args.plugin_dir.clone().or_else(context::plugin_root) {
+        Some(root) => root,
+        None => {
+            crate::write_stdout(
+                "✘ no plugin folder found next to this binary\n    fix: run marshal doctor --plugin-dir <the folder with .claude-plugin/>\n",
+            )?;
+            return Ok(false);
+        }
+    };
+    let mut findings = Vec::new();
+    findings.extend(check_binaries(&root));
+    findings.push(check_manifest(&root));
+    findings.extend(check_hooks_json(&root));
+    findings.push(check_registration());
+    let state_dir = paths::state_dir_for_cli(&StateDirEnv::from_process());
+    findings.extend(check_state_dir(state_dir.as_deref()));
+    findings.push(check_config());
+    findings.push(check_claude_cli());
+    findings.extend(check_hooks_run(&root));
+
+    let mut out = format!("marshal doctor: plugin folder {}\n", root.display());
+    for finding in &findings {
+        let _ = writeln!(out, "{} {}", if finding.ok { "✔" } else { "✘" }, finding.what);
+        if let Some(fix) = &finding.fix {
+            let _ = writeln!(out, "    fix: {fix}");
+        }
+    }
+    let problems = findings.iter().filter(|f| !f.ok).count();
+    let _ = writeln!(
+        out,
+        "{}",
+        if problems == 0 {
+            "All checks passed.".to_string()
+        } else {
+            format!("{problems} problem(s) found.")
+        }
+    );
+    crate::write_stdout(&out)?;
+    Ok(problems == 0)
+}
+
+fn check_binaries(root: &Path) -> Vec<Finding> {
+    HOOK_BINARIES
+        .iter()
+        .map(|name| {
+            let path = root.join("bin").join(name);
+            if is_executable(&path) {
+                pass(format!("{} is present and executable", path.display()))
+            } else if path.exists() {
+                fail(
+                    format!("{} is not executable", path.display()),
+                    format!("chmod 755 {}, or run ./install.sh", path.display()),
+                )
+            } else {
+                fail(
+                    format!("{} is missing", path.display()),
+                    "run ./install.sh in the plugin folder to build and place it",
+                )
+            }
+        })
+        .collect()
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn check_manifest(root: &Path) -> Finding {
+    let path = root.join(".claude-plugin").join("plugin.json");
+    match read_json(&path) {
+        Ok(value) if value["name"] == "marshal" => {
+            pass(format!("{} names the plugin marshal", path.display()))
+        }
+        Ok(_) => fail(
+            format!("{} does not name the plugin \"marshal\"", path.display()),
+            "restore it: git checkout .claude-plugin/plugin.json",
+        ),
+        Err(err) => {
+            fail(format!("{}: {err}", path.display()), "restore it: git checkout .claude-plugin/plugin.json")
+        }
+    }
+}
+
+/// Claude Code silently drops a whole plugin for one malformed hook entry, so every entry is
+/// checked: a `type`, a command, and the binary the command names.
+fn check_hooks_json(root: &Path) -> Vec<Finding> {
+    let path = root.join("hooks").join("hooks.json");
+    let fix = "restore it: git checkout hooks/hooks.json (or reinstall)";
+    let value = match read_json(&path) {
+        Ok(value) => value,
+        Err(err) => return vec![fail(format!("{}: {err}", path.display()), fix)],
+    };
+    let Some(events) = value.get("hooks").and_then(|h| h.as_object()) else {
+        return vec![fail(format!("{}: no \"hooks\" object", path.display()), fix)];
+    };
+    let mut findings = Vec::new();
+    let mut entries = 0;
+    for (event, groups) in events {
+        for (g, group) in groups.as_array().into_iter().flatten().enumerate() {
+            for (h, hook) in group.get("hooks").and_then(|h| h.as_array()).into_iter().flatten().enumerate() {
+                entries += 1;
+                let at = format!("{event}[{g}].hooks[{h}]");
+                if hook.get("type").and_then(|t| t.as_str()) != Some("command") {
+                    findings.push(fail(
+                        format!("{}: {at} has no \"type\": \"command\" (Claude Code then ignores the whole plugin)", path.display()),
+                        fix,
+                    ));
+                    continue;
+                }
+                let command = hook.get("command").and_then(|c| c.as_str()).unwrap_or("");
+                let binary =
+                    command.trim_matches('"').replace("${CLAUDE_PLUGIN_ROOT}", &root.display().to_string());
+                if !is_executable(Path::new(&binary)) {
+                    findings.push(fail(
+                        format!("{}: {at} runs {binary}, which is missing", path.display()),
+                        "run ./install.sh",
+                    ));
+                }
+            }
+        }
+    }
+    if entries == 0 {
+        findings.push(fail(format!("{}: no hook entries", path.display()), fix));
+    }
+    if findings.is_empty() {
+        findings.push(pass(format!(
+            "{} is valid: {entries} hook entries, each runs an existing binary",
+            path.display()
+        )));
+    }
+    findings
+}
+
+fn check_registration() -> Finding {
+    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
+        return fail("HOME is not set: cannot find Claude Code's plugin registry", "set HOME");
+    };
+    let registry = home.join(".claude/plugins/installed_plugins.json");
+    let installed = std::fs::read_to_string(&registry).is_ok_and(|t| t.contains("\"marshal@marshal\""));
+    let settings = std::fs::read_to_string(home.join(".claude/settings.json")).unwrap_or_default();
+    let enabled = serde_json::from_str::<serde_json::Value>(&settings)
+        .ok()
+        .and_then(|v| v["enabledPlugins"]["marshal@marshal"].as_bool())
+        .unwrap_or(false);
+    match (installed, enabled) {
+        (true, true) => pass("the plugin marshal@marshal is installed and enabled in Claude Code"),
+        (true, false) => {
+            fail("marshal@marshal is installed but not enabled", "claude plugin enable marshal@marshal")
+        }
+        _ => fail(
+            "marshal@marshal is not installed in Claude Code",
+            "run ./install.sh (it registers the plugin)",
+        ),
+    }
+}
+
+fn check_state_dir(dir: Option<&Path>) -> Vec<Finding> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(dir) = dir else {
+        return vec![fail("no state directory can be resolved", "set MARSHAL_STATE_DIR or HOME")];
+    };
+    let mut findings = Vec::new();
+    if !dir.exists() {
+        findings.push(pass(format!(
+            "state directory {} does not exist yet (created at the first prompt)",
+            dir.display()
+        )));
+        return findings;
+    }
+    let probe = dir.join(format!(".doctor-{}", std::process::id()));
+    match std::fs::write(&probe, b"probe") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            findings.push(pass(format!("state directory {} is writable", dir.display())));
+        }
+        Err(err) => findings.push(fail(
+            format!("state directory {} is not writable ({err}): hooks cannot record turns", dir.display()),
+            format!("make it writable (chmod u+w {0}; a read-only mount needs remounting), or point MARSHAL_STATE_DIR elsewhere", dir.display()),
+        )),
+    }
+    let mode = std::fs::metadata(dir).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+    if mode & 0o077 != 0 {
+        findings.push(fail(
+            format!("state directory {} has mode {mode:o}: others can read the ledger", dir.display()),
+            format!("chmod 700 {}", dir.display()),
+        ));
+    }
+    let ledger = dir.join(marshal_core::ledger::LEDGER_FILE);
+    if let Ok(meta) = std::fs::metadata(&ledger) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            findings.push(fail(
+                format!("{} has mode {mode:o}", ledger.display()),
+                format!("chmod 600 {}", ledger.display()),
+            ));
+        }
+    }
+    findings
+}
+
+fn check_config() -> Finding {
+    let project = std::env::current_dir().ok();
+    let loaded = LoadedConfig::load(project.as_deref());
+    match (&loaded.config_error, loaded.provenance.warnings.is_empty()) {
+        (Some(error), _) => fail(
+            format!("configuration error: {error}"),
+            "fix that key in that file; until then hooks use the defaults",
+        ),
+        (None, false) => fail(
+            format!("configuration warnings: {}", loaded.provenance.warnings.join("; ")),
+            "remove or correct the keys named",
+        ),
+        (None, true) => pass(format!("configuration parses ({})", loaded.provenance.layers.join(" + "))),
+    }
+}
+
+fn check_claude_cli() -> Finding {
+    let Some(claude) = marshal_core::orchestrate::find_claude() else {
+        return fail(
+            "the Claude Code CLI was not found (orchestrate mode falls back to directives without it)",
+            "npm install -g @anthropic-ai/claude-code@2.1.329, or set MARSHAL_CLAUDE_BIN",
+        );
+    };
+    match run_with_stdin(&claude, &["--version"], b"", &[]) {
+        Ok((true, stdout, _)) => pass(format!("Claude Code CLI {} ({})", stdout.trim(), claude.display())),
+        _ => fail(format!("{} --version failed", claude.display()), "reinstall Claude Code"),
+    }
+}
+
+/// Sends a synthetic event through each hook in a throw-away state directory and times it.
+fn check_hooks_run(root: &Path) -> Vec<Finding> {
+    let Ok(scratch) = tempdir() else {
+        return vec![fail(
+            "could not create a scratch directory for the hook check",
+            "check that /tmp is writable",
+        )];
+    };
+    let state = scratch.display().to_string();
+    let env = [("MARSHAL_STATE_DIR", state.as_str()), ("MARSHAL_MODE", "directive")];
+    let events: [(&str, &str, &[u8]); 3] = [
+        ("marshal-prompt", "a prompt", br#"{"hook_event_name":"UserPromptSubmit","session_id":"doctor","prompt_id":"p1","cwd":"/","prompt":"rename foo to bar"}"#),
+        ("marshal-pretool", "an Agent call", br#"{"hook_event_name":"PreToolUse","session_id":"doctor","prompt_id":"p1","tool_name":"Agent","tool_input":{"subagent_type":"marshal:haiku-general","prompt":"x","description":"d"}}"#),
+        ("marshal-stop", "a Stop", br#"{"hook_event_name":"Stop","session_id":"doctor","prompt_id":"p1","stop_hook_active":false}"#),
+    ];
+    let mut findings = Vec::new();
+    for (name, what, event) in events {
+        let binary = root.join("bin").join(name);
+        if !is_executable(&binary) {
+            continue; // already reported as missing
+        }
+        let started = Instant::now();
+        match run_with_stdin(&binary, &[], event, &env) {
+            Ok((true, stdout, _))
+                if stdout.is_empty() || serde_json::from_str::<serde_json::Value>(&stdout).is_ok() =>
+            {
+                findings.push(pass(format!(
+                    "{name} handled {what} in {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1000.0
+                )))
+            }
+            Ok((_, stdout, stderr)) => findings.push(fail(
+                format!("{name} answered {what} wrongly: stdout {stdout:?}, stderr {stderr:?}"),
+                "rebuild with ./install.sh; if it persists, report it with the log in the state directory",
+            )),
+            Err(err) => {
+                findings.push(fail(format!("{name} could not run: {err:#}"), "rebuild with ./install.sh"))
+            }
+        }
+    }
+    let recorded =
+        std::fs::read_to_string(scratch.join(marshal_core::ledger::LEDGER_FILE)).unwrap_or_default();
+    if findings.iter().all(|f| f.ok) && !findings.is_empty() && !recorded.contains("\"outcome\":\"followed\"")
+    {
+        findings.push(fail(
+            "the synthetic turn was not recorded as followed",
+            "report it, with the log in the state directory",
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    findings
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("marshal-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Runs a program with `input` on stdin, a 10-second limit, and the given variables.
+fn run_with_stdin(
+    program: &Path,
+    args: &[&str],
+    input: &[u8],
+    env: &[(&str, &str)],
+) -> Result<(bool, String, String)> {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {}", program.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!("{} took more than 10 s", program.display());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = child.wait_with_output()?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    ))
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read ({e})"))?;
+    serde_json::from_str(&text).map_err(|e| format!("is not valid JSON ({e})"))
+}
