@@ -22,14 +22,25 @@ MARSHAL_TEST_CLAUDE_BIN="$(scripts/ensure-claude-code.sh)"
 export MARSHAL_TEST_CLAUDE_BIN
 "$MARSHAL_TEST_CLAUDE_BIN" --version
 
+step "tools the fault tests use"
+if ! command -v faketime >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime) >/dev/null
+  fi
+fi
+command -v faketime || { echo "test.sh: faketime is needed (Debian: apt-get install faketime)" >&2; exit 1; }
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 
-step "cargo test (unit, hooks as processes, real Claude Code end to end)"
+step "cargo test (unit, property, hooks as processes, faults, real Claude Code end to end)"
 cargo test --workspace --locked
+
+step "stress: 32 concurrent writers x 1000 turns through the real hook binaries"
+cargo test --locked -p marshal --test suite -- --ignored --exact reliability::thirty_two_concurrent_writers_lose_and_duplicate_nothing
 
 step "./install.sh from a copy of the checkout into a throw-away HOME (release build, registration, health check)"
 # A copy, because hooks run from the plugin folder itself: installing here would swap the

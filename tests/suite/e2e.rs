@@ -333,3 +333,50 @@ fn the_eval_set_stays_above_its_accuracy_floor() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("Confusion matrix"), "{stdout}");
 }
+
+#[test]
+fn marshal_doctor_names_each_problem_of_a_broken_install_and_its_fix() {
+    let sandbox = Sandbox::installed();
+    let doctor = || {
+        let mut command = std::process::Command::new(sandbox.plugin.join("bin/marshal"));
+        command
+            .env_clear()
+            .env("HOME", &sandbox.home)
+            .env("PATH", "/usr/bin:/bin")
+            .env("MARSHAL_CLAUDE_BIN", crate::support::claude::claude_bin())
+            .current_dir(&sandbox.project)
+            .arg("doctor");
+        crate::support::process::run_with_limit(&mut command, std::time::Duration::from_secs(60))
+    };
+    let healthy = doctor();
+    let text = String::from_utf8_lossy(&healthy.stdout).to_string();
+    assert!(healthy.status.success(), "{text}");
+    assert!(text.contains("All checks passed."), "{text}");
+    assert!(text.contains("marshal-prompt handled a prompt in"), "{text}");
+
+    // Break it three ways.
+    std::fs::remove_file(sandbox.plugin.join("bin/marshal-pretool")).unwrap();
+    let hooks_path = sandbox.plugin.join("hooks/hooks.json");
+    let hooks = std::fs::read_to_string(&hooks_path).unwrap().replacen(r#""type": "command", "#, "", 1);
+    std::fs::write(&hooks_path, hooks).unwrap();
+    let state = sandbox.state_dir();
+    let mount = crate::support::mount::Tmpfs::mount(&state, "1m");
+    mount.remount_read_only();
+
+    let broken = doctor();
+    let text = String::from_utf8_lossy(&broken.stdout).to_string();
+    assert_eq!(broken.status.code(), Some(1), "{text}");
+    let expect = [
+        ("marshal-pretool is missing", "fix: run ./install.sh"),
+        ("has no \"type\": \"command\"", "fix: restore it: git checkout hooks/hooks.json"),
+        ("is not writable", "fix: make it writable"),
+    ];
+    for (problem, fix) in expect {
+        let at = text.find(problem).unwrap_or_else(|| panic!("{problem:?} not named:\n{text}"));
+        assert!(
+            text[at..].lines().nth(1).is_some_and(|l| l.contains(fix)),
+            "{problem:?} without {fix:?}:\n{text}"
+        );
+    }
+    assert!(text.contains("problem(s) found."), "{text}");
+}

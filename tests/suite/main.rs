@@ -5,4 +5,5 @@ mod e2e;
 mod enforcement;
 mod hooks;
 mod orchestration;
+mod reliability;
 mod support;
