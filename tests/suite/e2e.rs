@@ -10,11 +10,6 @@ use crate::support::of_kind;
 const CHORE: &str = "rename the helper parse_cfg to parse_config in utils.py";
 const DIRECTIVE_FOR_CHORE: &str = "subagent_type: \"marshal:haiku-general\"";
 
-/// The model of every subagent request the server received, in order.
-fn subagent_models(api: &FakeApi) -> Vec<String> {
-    api.requests().iter().filter(|r| r.is_subagent()).map(|r| r.model().to_string()).collect()
-}
-
 /// Every request of the main agent (not of a subagent), in order.
 fn main_requests(api: &FakeApi) -> Vec<ApiRequest> {
     api.requests().into_iter().filter(|r| !r.is_subagent()).collect()
@@ -33,7 +28,7 @@ fn followed_directive_reaches_the_model_and_the_routed_agent_runs_on_haiku() {
     assert!(text.contains(DIRECTIVE_FOR_CHORE), "{text}");
 
     // The recommended agent really ran, on the haiku model from its front matter.
-    assert_eq!(subagent_models(&api), ["claude-haiku-5-5"]);
+    assert_eq!(api.subagent_models(), ["claude-haiku-5-5"]);
     assert!(
         api.requests().iter().any(|r| r.message_text().contains(SUBAGENT_ANSWER)),
         "the subagent's answer reached the main model"
@@ -95,7 +90,7 @@ fn calling_another_agent_is_recorded_as_deviated_with_the_actual_agent() {
     let api = scripted_api(MainModel::CallsAgent("general-purpose".into()));
     sandbox.claude_p(&api, CHORE, &[]).result();
     // The other agent really ran: general-purpose inherits the main model.
-    assert_eq!(subagent_models(&api), ["claude-opus-5-5"]);
+    assert_eq!(api.subagent_models(), ["claude-opus-5-5"]);
 
     let ledger = sandbox.ledger();
     let outcomes = of_kind(&ledger, "outcome");
@@ -129,7 +124,7 @@ fn a_hard_request_is_routed_to_the_strong_tier() {
         .claude_p(&api, "find the root cause of the deadlock in our distributed job scheduler", &[])
         .result();
     assert!(main_requests(&api)[0].message_text().contains("subagent_type: \"marshal:opus-general\""));
-    assert_eq!(subagent_models(&api), ["claude-opus-5-5"]);
+    assert_eq!(api.subagent_models(), ["claude-opus-5-5"]);
     let ledger = sandbox.ledger();
     assert_eq!(of_kind(&ledger, "outcome")[0]["outcome"], "followed");
     assert_eq!(of_kind(&ledger, "route")[0]["tier"], "strong");
@@ -300,12 +295,12 @@ fn a_user_rule_and_a_user_agent_change_the_routing_of_a_real_session() {
     let api = scripted_api(MainModel::CallsAgent("marshal:opus-general".into()));
     sandbox.claude_p(&api, "add a changelog entry for the 2.0 release", &[]).result();
     assert!(main_requests(&api)[0].message_text().contains("subagent_type: \"marshal:opus-general\""));
-    assert_eq!(subagent_models(&api), ["claude-opus-5-5"]);
+    assert_eq!(api.subagent_models(), ["claude-opus-5-5"]);
 
     let api = scripted_api(MainModel::CallsAgent("code-reviewer".into()));
     sandbox.claude_p(&api, "review the diff on this branch before I merge it", &[]).result();
     assert!(main_requests(&api)[0].message_text().contains("subagent_type: \"code-reviewer\""));
-    assert_eq!(subagent_models(&api), ["claude-sonnet-5-5"], "the user's agent ran on its own model");
+    assert_eq!(api.subagent_models(), ["claude-sonnet-5-5"], "the user's agent ran on its own model");
 
     let ledger = sandbox.ledger();
     let routes = of_kind(&ledger, "route");

@@ -2,15 +2,10 @@
 //! feedback, under each enforcement level.
 
 use crate::support::claude::{scripted_api, MainModel, Sandbox};
-use crate::support::fake_api::FakeApi;
 use crate::support::of_kind;
 
 const CHORE: &str = "rename the helper parse_cfg to parse_config in utils.py";
 const ROUTED: &str = "marshal:haiku-general";
-
-fn subagent_models(api: &FakeApi) -> Vec<String> {
-    api.requests().iter().filter(|r| r.is_subagent()).map(|r| r.model().to_string()).collect()
-}
 
 fn single_outcome(sandbox: &Sandbox) -> serde_json::Value {
     let ledger = sandbox.ledger();
@@ -38,7 +33,7 @@ fn deny_makes_a_deviating_model_retry_with_the_routed_agent() {
         .expect("the denial reached the model");
     assert!(denial.contains("subagent_type: \"marshal:haiku-general\""), "{denial}");
     // Only the routed agent ran.
-    assert_eq!(subagent_models(&api), ["claude-haiku-5-5"]);
+    assert_eq!(api.subagent_models(), ["claude-haiku-5-5"]);
     let outcome = single_outcome(&sandbox);
     assert_eq!(outcome["outcome"], "followed");
     assert_eq!(outcome["unenforced"], "deviated");
@@ -51,7 +46,7 @@ fn rewrite_sends_the_routed_agent_and_model_to_the_server() {
     let api = scripted_api(MainModel::CallsAgent("general-purpose".into()));
     sandbox.claude_p(&api, CHORE, &[("MARSHAL_ENFORCE", "rewrite")]).result();
     // general-purpose would have inherited the main model (opus); the rewrite ran haiku.
-    assert_eq!(subagent_models(&api), ["claude-haiku-5-5"]);
+    assert_eq!(api.subagent_models(), ["claude-haiku-5-5"]);
     let outcome = single_outcome(&sandbox);
     assert_eq!(
         (outcome["outcome"].as_str(), outcome["unenforced"].as_str()),
@@ -77,7 +72,7 @@ fn the_stop_nudge_makes_an_ignoring_model_delegate_on_its_second_turn() {
         .find(|t| t.contains("Stop hook feedback"))
         .expect("the nudge reached the model");
     assert!(nudge.contains("subagent_type: \"marshal:haiku-general\""), "{nudge}");
-    assert_eq!(subagent_models(&api), ["claude-haiku-5-5"]);
+    assert_eq!(api.subagent_models(), ["claude-haiku-5-5"]);
     let outcome = single_outcome(&sandbox);
     assert_eq!(
         (outcome["outcome"].as_str(), outcome["unenforced"].as_str()),
@@ -94,7 +89,7 @@ fn warn_tells_the_model_and_lets_the_call_run() {
     assert!(api.requests().iter().any(|r| r
         .message_text()
         .contains("PreToolUse:Agent hook additional context: marshal: this request was routed")));
-    assert_eq!(subagent_models(&api), ["claude-opus-5-5"], "the model's own choice ran");
+    assert_eq!(api.subagent_models(), ["claude-opus-5-5"], "the model's own choice ran");
     let outcome = single_outcome(&sandbox);
     assert_eq!(
         (outcome["outcome"].as_str(), outcome["enforcement"]["warned"].as_u64()),
@@ -108,7 +103,7 @@ fn off_changes_nothing() {
     let api = scripted_api(deviates_then_follows());
     sandbox.claude_p(&api, CHORE, &[("MARSHAL_ENFORCE", "off")]).result();
     assert!(api.requests().iter().all(|r| !r.message_text().contains("marshal: this request")));
-    assert_eq!(subagent_models(&api), ["claude-opus-5-5"]);
+    assert_eq!(api.subagent_models(), ["claude-opus-5-5"]);
     let outcome = single_outcome(&sandbox);
     assert_eq!(
         (outcome["outcome"].as_str(), outcome["unenforced"].as_str()),

@@ -78,6 +78,11 @@ fn stop_event(prompt_id: &str) -> String {
     .to_string()
 }
 
+/// The additionalContext a prompt hook printed.
+fn directive_of(assert: &assert_cmd::assert::Assert) -> String {
+    stdout_json(assert)["hookSpecificOutput"]["additionalContext"].as_str().unwrap_or_default().to_string()
+}
+
 fn stdout_json(assert: &assert_cmd::assert::Assert) -> Value {
     let stdout = &assert.get_output().stdout;
     serde_json::from_slice(stdout)
@@ -221,11 +226,7 @@ fn an_unwritable_state_dir_still_routes_and_never_fails_the_hook() {
     std::fs::write(&file, "not a directory").unwrap();
     let dir = file.join("state"); // cannot be created, even by root
     let assert = hook_in(&dir, "marshal-prompt", prompt_event("p1", "rename foo"), &[]).success();
-    let out = stdout_json(&assert);
-    assert!(out["hookSpecificOutput"]["additionalContext"]
-        .as_str()
-        .unwrap()
-        .contains("marshal:haiku-general"));
+    assert!(directive_of(&assert).contains("marshal:haiku-general"));
     // With no state dir to log into, the one line goes to stderr (Claude Code ignores it).
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
     assert!(
@@ -246,11 +247,7 @@ fn with_no_state_dir_at_all_the_prompt_hook_still_routes() {
         .timeout(std::time::Duration::from_secs(30))
         .assert()
         .success();
-    let out = stdout_json(&assert);
-    assert!(out["hookSpecificOutput"]["additionalContext"]
-        .as_str()
-        .unwrap()
-        .contains("marshal:haiku-general"));
+    assert!(directive_of(&assert).contains("marshal:haiku-general"));
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
     assert!(stderr.contains("no state directory"), "{stderr}");
 }

@@ -81,13 +81,7 @@ pub fn open_read_write(path: &Path) -> Result<File> {
 
 /// Opens (creating, mode 0600) a file used only as a lock.
 pub fn open_lock_file(path: &Path) -> Result<File> {
-    private_options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("could not open lock file {}", path.display()))
+    open_read_write(path).context("could not open the lock file")
 }
 
 /// Replaces `path` with `bytes`: write a temp file in the same directory, flush it to disk,

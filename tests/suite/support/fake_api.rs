@@ -66,6 +66,11 @@ impl FakeApi {
     }
 
     /// Every `POST /v1/messages` received (not `count_tokens`), in arrival order.
+    /// The model of every subagent request received, in order.
+    pub fn subagent_models(&self) -> Vec<String> {
+        self.requests().iter().filter(|r| r.is_subagent()).map(|r| r.model().to_string()).collect()
+    }
+
     pub fn requests(&self) -> Vec<ApiRequest> {
         lock(&self.shared.requests).clone()
     }
