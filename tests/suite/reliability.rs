@@ -238,7 +238,7 @@ fn garbage_in_every_state_file_is_survived_and_kept() {
 fn the_clock_going_backwards_changes_no_outcome() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let faketime = crate::support::spawn_finds("faketime")
+    let faketime = marshal_core::spawn::resolve_program(None, "faketime")
         .expect("faketime (Debian package faketime; scripts/test.sh installs it)");
     // The prompt at a time in the future, the call and the stop "earlier", back at today.
     let out = Command::new(&faketime)

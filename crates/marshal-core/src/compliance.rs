@@ -24,17 +24,6 @@ pub enum Outcome {
     Interrupted,
 }
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Followed => "followed",
-            Outcome::Deviated => "deviated",
-            Outcome::Ignored => "ignored",
-            Outcome::Interrupted => "interrupted",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub outcome: Outcome,

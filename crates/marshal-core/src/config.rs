@@ -938,12 +938,17 @@ fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) 
     Ok(())
 }
 
-fn env_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
+/// Reads an on/off value as every `MARSHAL_*` switch spells it: 1/true/yes/on, 0/false/no/off.
+pub fn parse_flag(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(err(name, name, "1/true/yes/on or 0/false/no/off")),
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
     }
+}
+
+fn env_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
+    parse_flag(value).ok_or_else(|| err(name, name, "1/true/yes/on or 0/false/no/off"))
 }
 
 #[cfg(test)]

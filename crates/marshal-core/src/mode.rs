@@ -69,10 +69,8 @@ pub struct ModeEnv {
 
 impl ModeEnv {
     pub fn from_process() -> Self {
-        let truthy = |name: &str| {
-            std::env::var(name)
-                .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-        };
+        let truthy =
+            |name: &str| std::env::var(name).ok().and_then(|v| crate::config::parse_flag(&v)) == Some(true);
         ModeEnv {
             marshal_mode: std::env::var("MARSHAL_MODE").ok(),
             orchestrated_child: truthy(ORCHESTRATED_VAR),

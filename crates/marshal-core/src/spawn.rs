@@ -106,7 +106,8 @@ pub fn resolve_program(explicit: Option<&str>, name: &str) -> Option<PathBuf> {
         .find(|p| is_executable(p))
 }
 
-fn is_executable(path: &Path) -> bool {
+/// A regular file with an execute bit (on Unix); any file elsewhere.
+pub fn is_executable(path: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

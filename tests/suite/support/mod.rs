@@ -34,12 +34,3 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
 pub fn of_kind<'a>(records: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     records.iter().filter(|r| r["kind"] == kind).collect()
 }
-
-/// The path of `program` on `PATH`, if it is there.
-pub fn spawn_finds(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
-}

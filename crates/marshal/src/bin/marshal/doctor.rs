@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use marshal_core::context::{self, LoadedConfig};
 use marshal_core::paths::{self, StateDirEnv};
+use marshal_core::spawn::is_executable;
 
 #[derive(Args)]
 pub struct DoctorArgs {
@@ -96,11 +97,6 @@ fn check_binaries(root: &Path) -> Vec<Finding> {
             }
         })
         .collect()
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn check_manifest(root: &Path) -> Finding {
