@@ -4,6 +4,7 @@
 mod e2e;
 mod enforcement;
 mod hooks;
+mod host_safety;
 mod orchestration;
 mod reliability;
 mod support;

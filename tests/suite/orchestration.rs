@@ -63,16 +63,19 @@ fn orchestrate_mode_answers_with_the_routed_model_and_never_calls_the_main_one()
 }
 
 #[test]
-fn claude_p_is_orchestrated_by_default() {
+fn claude_p_is_orchestrated_when_the_users_modes_table_asks() {
     let sandbox = Sandbox::installed();
+    let config = sandbox.home.join(".claude/marshal.json");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, r#"{"modes": {"unattended": "orchestrate"}}"#).unwrap();
     let api = FakeApi::start(|_| Reply::text(CHILD_ANSWER));
-    let mut env = orchestrate_env(&claude_bin());
-    env[0].1 = "auto".into();
+    let env = [("MARSHAL_CLAUDE_BIN", claude_bin().display().to_string())];
     let result = claude_p(&sandbox, &api, &env);
     assert!(result["result"].as_str().unwrap().contains(CHILD_ANSWER));
+    assert!(models(&api).iter().all(|m| m == "claude-haiku-5-5"), "{:?}", models(&api));
     let ledger = sandbox.ledger();
     let reason = of_kind(&ledger, "route")[0]["mode_reason"].as_str().unwrap().to_string();
-    assert!(reason.contains("CLAUDE_CODE_ENTRYPOINT=sdk-cli"), "{reason}");
+    assert!(reason.contains("CLAUDE_CODE_SESSION_ATTENDED=0") && reason.contains("modes table"), "{reason}");
 }
 
 #[test]
@@ -159,7 +162,7 @@ fn marshal_orchestrate_prints_the_answer_and_documents_its_exit_codes() {
     let argv = std::fs::read_to_string(&argv_log).unwrap();
     assert_eq!(
         argv,
-        format!("-p\n{CHORE}\n--output-format\njson\n--model\nhaiku\n--agent\nmarshal:haiku-general\n")
+        format!("-p\n--output-format\njson\n--model\nhaiku\n--agent\nmarshal:haiku-general\n--\n{CHORE}\n")
     );
     let ledger = crate::support::read_jsonl(&tmp.path().join("ledger.jsonl"));
     assert_eq!(of_kind(&ledger, "outcome")[0]["outcome"], "followed");

@@ -230,7 +230,7 @@ fn garbage_in_every_state_file_is_survived_and_kept() {
     assert_eq!(report["followed"], 2, "{report}");
     assert!(report["skipped"]["corrupt"].as_u64().unwrap() >= 1);
     let log = std::fs::read_to_string(state.join("marshal.log")).unwrap();
-    assert!(log.contains("configuration error, using the defaults"), "{log}");
+    assert!(log.contains("configuration error, that key is ignored"), "{log}");
     assert!(log.contains("session journal"), "{log}");
 }
 

@@ -4,7 +4,8 @@
 //! key; rules merge by id.
 //!
 //! Unknown keys are warnings. A bad value is an error naming the file, the key and what was
-//! expected; hooks then fall back to the defaults (and log why), the CLI shows the error.
+//! expected; that key alone falls back (hooks log why, the CLI shows it). A project's file may
+//! set routing preferences only: see [`USER_ONLY_KEYS`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::agents::Tier;
 use crate::enforcement::Level;
+use crate::fsutil;
 use crate::mode::{Mode, ModeRules};
 
 /// A routing rule: when any of its patterns occurs in the prompt, it votes for its task type.
@@ -115,6 +117,9 @@ pub struct Orchestration {
     pub retries: u32,
     /// Move to the next stronger tier when a tier fails or its agent asks to.
     pub escalate: bool,
+    /// The whole run, every attempt included, ends by then (inside a hook, also before the
+    /// hook's own time limit).
+    pub deadline: std::time::Duration,
 }
 
 impl Default for Orchestration {
@@ -124,6 +129,7 @@ impl Default for Orchestration {
             max_attempts: 3,
             retries: 1,
             escalate: true,
+            deadline: std::time::Duration::from_secs(540),
         }
     }
 }
@@ -140,6 +146,9 @@ impl Config {
 pub struct Provenance {
     pub layers: Vec<String>,
     pub warnings: Vec<String>,
+    /// Values that were wrong; each dropped its own key, and the defaults (or an earlier layer)
+    /// stand for it.
+    pub errors: Vec<ConfigError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -496,61 +505,86 @@ impl ConfigEnv {
     }
 }
 
+/// Keys a project's `.claude/marshal.json` may not set: they touch privacy (`store_prompts`,
+/// `retention_days`), spending or process spawning (`modes`, `orchestrate`). A cloned repository
+/// is untrusted input; these are honoured only from the user's own files and the environment.
+pub const USER_ONLY_KEYS: &[&str] = &["modes", "orchestrate", "store_prompts", "retention_days"];
+
+/// Who wrote a layer, which decides what it may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// The user's own file, or one they named with `MARSHAL_CONFIG`.
+    User,
+    /// `<project>/.claude/marshal.json`: whatever repository was cloned.
+    Project,
+}
+
 /// Builds the effective configuration, layer by layer. See the module docs for the order.
-pub fn load(env: &ConfigEnv) -> Result<(Config, Provenance), ConfigError> {
+///
+/// Never fails: a value that is wrong drops that key only (the error says which file, key and
+/// what was expected, in `Provenance::errors`), and the rest of the layer still applies.
+pub fn load(env: &ConfigEnv) -> (Config, Provenance) {
     let mut config = Config::default();
-    let mut provenance = Provenance { layers: vec!["defaults".into()], warnings: Vec::new() };
-    let mut files: Vec<PathBuf> = Vec::new();
+    let mut provenance = Provenance { layers: vec!["defaults".into()], ..Provenance::default() };
+    let mut files: Vec<(PathBuf, Trust)> = Vec::new();
     if let Some(home) = &env.home {
-        files.push(home.join(".claude").join("marshal.json"));
+        files.push((home.join(".claude").join("marshal.json"), Trust::User));
     }
     if let Some(project) = &env.project {
         let project_file = project.join(".claude").join("marshal.json");
         // In the home directory the project file is the user file: read it once.
-        if !files.contains(&project_file) {
-            files.push(project_file);
+        if !files.iter().any(|(f, _)| *f == project_file) {
+            files.push((project_file, Trust::Project));
         }
     }
-    for path in &files {
-        if let Some(layer) = read_layer(path, false)? {
-            apply_layer(&mut config, &layer, &path.display().to_string(), &mut provenance.warnings)?;
-            provenance.layers.push(path.display().to_string());
+    for (path, trust) in &files {
+        match read_layer(path, false) {
+            Ok(Some(layer)) => {
+                apply_layer(&mut config, &layer, &path.display().to_string(), *trust, &mut provenance);
+                provenance.layers.push(path.display().to_string());
+            }
+            Ok(None) => {}
+            Err(error) => provenance.errors.push(error),
         }
     }
     if let Some(path) = env.var("MARSHAL_CONFIG") {
-        let layer = read_layer(Path::new(path), true)?.unwrap_or_default();
-        apply_layer(&mut config, &layer, path, &mut provenance.warnings)?;
-        provenance.layers.push(format!("MARSHAL_CONFIG={path}"));
+        match read_layer(Path::new(path), true) {
+            Ok(layer) => {
+                apply_layer(&mut config, &layer.unwrap_or_default(), path, Trust::User, &mut provenance);
+                provenance.layers.push(format!("MARSHAL_CONFIG={path}"));
+            }
+            Err(error) => provenance.errors.push(error),
+        }
     }
-    apply_env(&mut config, env, &mut provenance)?;
+    apply_env(&mut config, env, &mut provenance);
     let variables: Vec<&str> =
         env.vars.keys().map(String::as_str).filter(|k| ENV_SETTINGS.contains(k)).collect();
     if !variables.is_empty() {
         provenance.layers.push(variables.join(", "));
     }
-    Ok((config, provenance))
+    (config, provenance)
 }
 
-/// Reads one JSON object. A missing file is no layer, unless it was asked for by name.
+/// Reads one JSON object, bounded ([`fsutil::MAX_CONFIG_BYTES`], regular files only: a link to
+/// `/dev/zero` or a FIFO in a cloned repository must not hang a hook). A missing file is no
+/// layer, unless it was asked for by name.
 fn read_layer(path: &Path, required: bool) -> Result<Option<Map<String, Value>>, ConfigError> {
     let source = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err)
-            if matches!(err.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory)
-                && !required =>
-        {
-            return Ok(None)
+    let bytes = match fsutil::read_capped(path, fsutil::MAX_CONFIG_BYTES, fsutil::Links::Follow) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) if !required => return Ok(None),
+        Ok(None) => {
+            return Err(ConfigError { source, key: "(file)".into(), expected: "an existing file".into() })
         }
         Err(err) => {
             return Err(ConfigError {
                 source,
                 key: "(file)".into(),
-                expected: format!("a readable file ({err})"),
+                expected: format!("a readable regular file of at most 1 MiB ({err:#})"),
             })
         }
     };
-    match serde_json::from_str::<Value>(&text) {
+    match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(Some(map)),
         Ok(_) => Err(ConfigError { source, key: "(top level)".into(), expected: "a JSON object".into() }),
         Err(err) => {
@@ -563,55 +597,99 @@ fn err(source: &str, key: &str, expected: &str) -> ConfigError {
     ConfigError { source: source.into(), key: key.into(), expected: expected.into() }
 }
 
+/// Applies one file's keys. Each key is applied to a copy and kept only if it is valid, so one
+/// bad value costs that key alone. `tasks` goes before `rules`, which may name new task types.
 fn apply_layer(
     config: &mut Config,
     layer: &Map<String, Value>,
     source: &str,
-    warnings: &mut Vec<String>,
-) -> Result<(), ConfigError> {
-    for (key, value) in layer {
-        match key.as_str() {
-            "models" => apply_tier_table(&mut config.models, value, source, "models")?,
-            "agents" => apply_tier_table(&mut config.agents, value, source, "agents")?,
-            "thresholds" => apply_thresholds(&mut config.thresholds, value, source)?,
-            "tasks" => apply_tasks(&mut config.tasks, value, source)?,
-            "rules" => apply_rules(&mut config.rules, value, source, warnings)?,
-            "disable_rules" => {
-                let ids = string_list(value).ok_or_else(|| err(source, key, "a list of rule ids"))?;
-                disable_rules(&mut config.rules, &ids, source, warnings);
-            }
-            "agent_discovery" => {
-                config.agent_discovery = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?
-            }
-            "history" => config.history = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?,
-            "enforce" => {
-                config.enforce = value
-                    .as_str()
-                    .and_then(Level::parse)
-                    .ok_or_else(|| err(source, key, "one of off, warn, deny, rewrite"))?
-            }
-            "nudge" => config.nudge = Some(value.as_bool().ok_or_else(|| err(source, key, "true or false"))?),
-            "modes" => apply_modes(&mut config.modes, value, source)?,
-            "store_prompts" => {
-                config.store_prompts = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?
-            }
-            "retention_days" => {
-                config.retention_days = value
-                    .as_u64()
-                    .filter(|d| (1..=3650).contains(d))
-                    .ok_or_else(|| err(source, key, "a whole number of days from 1 to 3650"))?
-                    as u32
-            }
-            "orchestrate" => apply_orchestration(&mut config.orchestration, value, source)?,
+    trust: Trust,
+    provenance: &mut Provenance,
+) {
+    let mut unknown = Vec::new();
+    let mut keys: Vec<&String> = layer.keys().collect();
+    keys.sort_by_key(|k| k.as_str() != "tasks");
+    for key in keys {
+        let value = &layer[key];
+        if key.starts_with('$') || key.starts_with("//") {
             // "$schema" and "//" comments are welcome in a JSON config.
-            k if k.starts_with('$') || k.starts_with("//") => {}
-            unknown => warnings.push(format!(
-                "{source}: unknown key '{unknown}' ignored (known keys: {})",
-                KNOWN_KEYS.join(", ")
-            )),
+            continue;
+        }
+        if !KNOWN_KEYS.contains(&key.as_str()) {
+            unknown.push(key.as_str());
+            continue;
+        }
+        if trust == Trust::Project && USER_ONLY_KEYS.contains(&key.as_str()) {
+            provenance.warnings.push(format!(
+                "{source}: key '{key}' is ignored in a project's configuration (it touches privacy, spending or \
+                 process spawning); set it in ~/.claude/marshal.json or with a MARSHAL_* variable"
+            ));
+            continue;
+        }
+        let mut candidate = config.clone();
+        let applied = apply_key(&mut candidate, key, value, source, &mut provenance.warnings)
+            .and_then(|()| validate(&candidate, source));
+        match applied {
+            Ok(()) => *config = candidate,
+            Err(error) => provenance.errors.push(error),
         }
     }
-    validate(config, source)
+    if !unknown.is_empty() {
+        const SHOWN: usize = 10;
+        let named: Vec<String> = unknown.iter().take(SHOWN).map(|k| format!("'{k}'")).collect();
+        let more = unknown.len().saturating_sub(SHOWN);
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        provenance.warnings.push(format!(
+            "{source}: unknown key {}{more} ignored (known keys: {})",
+            named.join(", "),
+            KNOWN_KEYS.join(", ")
+        ));
+    }
+}
+
+fn apply_key(
+    config: &mut Config,
+    key: &str,
+    value: &Value,
+    source: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    match key {
+        "models" => apply_tier_table(&mut config.models, value, source, "models")?,
+        "agents" => apply_tier_table(&mut config.agents, value, source, "agents")?,
+        "thresholds" => apply_thresholds(&mut config.thresholds, value, source)?,
+        "tasks" => apply_tasks(&mut config.tasks, value, source)?,
+        "rules" => apply_rules(&mut config.rules, value, source, warnings)?,
+        "disable_rules" => {
+            let ids = string_list(value).ok_or_else(|| err(source, key, "a list of rule ids"))?;
+            disable_rules(&mut config.rules, &ids, source, warnings);
+        }
+        "agent_discovery" => {
+            config.agent_discovery = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?
+        }
+        "history" => config.history = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?,
+        "enforce" => {
+            config.enforce = value
+                .as_str()
+                .and_then(Level::parse)
+                .ok_or_else(|| err(source, key, "one of off, warn, deny, rewrite"))?
+        }
+        "nudge" => config.nudge = Some(value.as_bool().ok_or_else(|| err(source, key, "true or false"))?),
+        "modes" => apply_modes(&mut config.modes, value, source)?,
+        "store_prompts" => {
+            config.store_prompts = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?
+        }
+        "retention_days" => {
+            config.retention_days = value
+                .as_u64()
+                .filter(|d| (1..=3650).contains(d))
+                .ok_or_else(|| err(source, key, "a whole number of days from 1 to 3650"))?
+                as u32
+        }
+        "orchestrate" => apply_orchestration(&mut config.orchestration, value, source)?,
+        _ => {}
+    }
+    Ok(())
 }
 
 fn apply_tier_table(
@@ -634,8 +712,9 @@ fn apply_tier_table(
     Ok(())
 }
 
-/// `"modes": {"interactive": "directive", "unattended": "orchestrate", "batch": "orchestrate",
-/// "overnight": {"from": "22:00", "to": "06:00", "mode": "orchestrate"}}`
+/// `"modes": {"attended": "directive", "unattended": "directive", "batch": "orchestrate",
+/// "overnight": {"from": "22:00", "to": "06:00", "mode": "orchestrate"}}` (`interactive` is an
+/// older name for `attended`).
 fn apply_modes(rules: &mut ModeRules, value: &Value, source: &str) -> Result<(), ConfigError> {
     let map = value.as_object().ok_or_else(|| err(source, "modes", "an object"))?;
     let mode_of = |v: &Value, key: &str| {
@@ -644,7 +723,7 @@ fn apply_modes(rules: &mut ModeRules, value: &Value, source: &str) -> Result<(),
     for (name, v) in map {
         let key = format!("modes.{name}");
         match name.as_str() {
-            "interactive" => rules.interactive = mode_of(v, &key)?,
+            "attended" | "interactive" => rules.attended = mode_of(v, &key)?,
             "unattended" => rules.unattended = mode_of(v, &key)?,
             "batch" => rules.batch = mode_of(v, &key)?,
             "overnight" if v.is_null() => rules.overnight = None,
@@ -660,13 +739,14 @@ fn apply_modes(rules: &mut ModeRules, value: &Value, source: &str) -> Result<(),
                     rules.overnight_mode = mode_of(mode, &format!("{key}.mode"))?;
                 }
             }
-            _ => return Err(err(source, &key, "interactive, unattended, batch or overnight")),
+            _ => return Err(err(source, &key, "attended, unattended, batch or overnight")),
         }
     }
     Ok(())
 }
 
-/// `"orchestrate": {"timeout_seconds": 180, "max_attempts": 3, "retries": 1, "escalate": true}`
+/// `"orchestrate": {"timeout_seconds": 180, "deadline_seconds": 540, "max_attempts": 3,
+/// "retries": 1, "escalate": true}`
 fn apply_orchestration(settings: &mut Orchestration, value: &Value, source: &str) -> Result<(), ConfigError> {
     let map = value.as_object().ok_or_else(|| err(source, "orchestrate", "an object"))?;
     for (name, v) in map {
@@ -692,7 +772,18 @@ fn apply_orchestration(settings: &mut Orchestration, value: &Value, source: &str
             "escalate" => {
                 settings.escalate = v.as_bool().ok_or_else(|| err(source, &key, "true or false"))?
             }
-            _ => return Err(err(source, &key, "timeout_seconds, max_attempts, retries or escalate")),
+            "deadline_seconds" => {
+                let seconds =
+                    whole(86_400).ok_or_else(|| err(source, &key, "whole seconds from 1 to 86400"))?;
+                settings.deadline = std::time::Duration::from_secs(seconds);
+            }
+            _ => {
+                return Err(err(
+                    source,
+                    &key,
+                    "timeout_seconds, deadline_seconds, max_attempts, retries or escalate",
+                ))
+            }
         }
     }
     Ok(())
@@ -894,8 +985,13 @@ const ENV_SETTINGS: &[&str] = &[
     "MARSHAL_STORE_PROMPTS",
 ];
 
-/// The last layer: one small function per variable.
-fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) -> Result<(), ConfigError> {
+/// The last layer: one small function per variable. A bad value drops that variable alone.
+fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) {
+    let mut report = |result: Result<(), ConfigError>| {
+        if let Err(error) = result {
+            provenance.errors.push(error);
+        }
+    };
     for (tier, name) in [
         (Tier::Weak, "MARSHAL_MODEL_WEAK"),
         (Tier::Base, "MARSHAL_MODEL_BASE"),
@@ -911,20 +1007,23 @@ fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) 
         disable_rules(&mut config.rules, &ids, "MARSHAL_DISABLE_RULES", &mut provenance.warnings);
     }
     if let Some(value) = env.var("MARSHAL_AGENT_DISCOVERY") {
-        config.agent_discovery = env_bool("MARSHAL_AGENT_DISCOVERY", value)?;
+        report(env_bool("MARSHAL_AGENT_DISCOVERY", value).map(|on| config.agent_discovery = on));
     }
     if let Some(value) = env.var("MARSHAL_HISTORY") {
-        config.history = env_bool("MARSHAL_HISTORY", value)?;
+        report(env_bool("MARSHAL_HISTORY", value).map(|on| config.history = on));
     }
     if let Some(value) = env.var("MARSHAL_ENFORCE") {
-        config.enforce = Level::parse(value)
-            .ok_or_else(|| err("MARSHAL_ENFORCE", "MARSHAL_ENFORCE", "one of off, warn, deny, rewrite"))?;
+        report(
+            Level::parse(value)
+                .map(|level| config.enforce = level)
+                .ok_or_else(|| err("MARSHAL_ENFORCE", "MARSHAL_ENFORCE", "one of off, warn, deny, rewrite")),
+        );
     }
     if let Some(value) = env.var("MARSHAL_NUDGE") {
-        config.nudge = Some(env_bool("MARSHAL_NUDGE", value)?);
+        report(env_bool("MARSHAL_NUDGE", value).map(|on| config.nudge = Some(on)));
     }
     if let Some(value) = env.var("MARSHAL_STORE_PROMPTS") {
-        config.store_prompts = env_bool("MARSHAL_STORE_PROMPTS", value)?;
+        report(env_bool("MARSHAL_STORE_PROMPTS", value).map(|on| config.store_prompts = on));
     }
     if let Some(value) = env.var("MARSHAL_TIMEOUT") {
         let seconds = value
@@ -932,10 +1031,9 @@ fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) 
             .parse::<u64>()
             .ok()
             .filter(|s| (1..=86_400).contains(s))
-            .ok_or_else(|| err("MARSHAL_TIMEOUT", "MARSHAL_TIMEOUT", "whole seconds from 1 to 86400"))?;
-        config.orchestration.timeout = std::time::Duration::from_secs(seconds);
+            .ok_or_else(|| err("MARSHAL_TIMEOUT", "MARSHAL_TIMEOUT", "whole seconds from 1 to 86400"));
+        report(seconds.map(|s| config.orchestration.timeout = std::time::Duration::from_secs(s)));
     }
-    Ok(())
 }
 
 /// Reads an on/off value as every `MARSHAL_*` switch spells it: 1/true/yes/on, 0/false/no/off.
@@ -971,7 +1069,7 @@ mod tests {
     #[test]
     fn defaults_without_any_file() {
         let home = tempfile::tempdir().unwrap();
-        let (config, provenance) = load(&env_with(home.path(), None, &[])).unwrap();
+        let (config, provenance) = load(&env_with(home.path(), None, &[]));
         assert_eq!(config, Config::default());
         assert_eq!(provenance.layers, vec!["defaults".to_string()]);
         assert_eq!(config.models.get(Tier::Strong), "opus");
@@ -989,7 +1087,7 @@ mod tests {
         let named = project.path().join("named.json");
         write(&named, r#"{"thresholds":{"base":3}}"#);
         let vars = [("MARSHAL_CONFIG", named.to_str().unwrap()), ("MARSHAL_MODEL_BASE", "opus")];
-        let (config, provenance) = load(&env_with(home.path(), Some(project.path()), &vars)).unwrap();
+        let (config, provenance) = load(&env_with(home.path(), Some(project.path()), &vars));
         assert_eq!(
             config.models,
             TierTable { weak: "haiku".into(), base: "opus".into(), strong: "fable".into() }
@@ -1012,7 +1110,7 @@ mod tests {
               "disable_rules":["builtin.explain"]}"#,
         );
         let (config, _) =
-            load(&env_with(home.path(), None, &[("MARSHAL_DISABLE_RULES", "builtin.security")])).unwrap();
+            load(&env_with(home.path(), None, &[("MARSHAL_DISABLE_RULES", "builtin.security")]));
         assert_eq!(config.rules[0].id, "team.review");
         assert_eq!(config.rules[0].agent.as_deref(), Some("code-reviewer"));
         let small = config.rules.iter().find(|r| r.id == "builtin.small").unwrap();
@@ -1029,9 +1127,10 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let file = home.path().join(".claude/marshal.json");
         write(&file, r#"{"modles":{},"rules":[{"id":"x","match":["a"],"task":"chore","colour":"red"}]}"#);
-        let (_, provenance) = load(&env_with(home.path(), None, &[])).unwrap();
-        assert!(provenance.warnings[0].contains("unknown key 'modles'"), "{:?}", provenance.warnings);
-        assert!(provenance.warnings[1].contains("unknown key 'colour'"), "{:?}", provenance.warnings);
+        let (_, provenance) = load(&env_with(home.path(), None, &[]));
+        for unknown in ["unknown key 'modles'", "unknown key 'colour'"] {
+            assert!(provenance.warnings.iter().any(|w| w.contains(unknown)), "{:?}", provenance.warnings);
+        }
 
         let cases = [
             (r#"{"thresholds":{"strong":11}}"#, "thresholds.strong", "a whole number from 1 to 10"),
@@ -1045,7 +1144,7 @@ mod tests {
         ];
         for (text, key, expected) in cases {
             write(&file, text);
-            let error = load(&env_with(home.path(), None, &[])).unwrap_err();
+            let error = load(&env_with(home.path(), None, &[])).1.errors[0].clone();
             assert_eq!(error.source, file.display().to_string(), "{text}");
             assert_eq!(error.key, key, "{text}");
             assert!(error.expected.contains(expected), "{text}: {error}");
@@ -1053,20 +1152,67 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_value_drops_its_own_key_and_the_rest_of_the_layer_applies() {
+        let home = tempfile::tempdir().unwrap();
+        write(
+            &home.path().join(".claude/marshal.json"),
+            r#"{"models":{"weak":"sonnet"},"thresholds":{"strong":11},"history":false,
+                "rules":[{"id":"ok","match":["zap"],"task":"chore"}],"enforce":"always"}"#,
+        );
+        let (config, provenance) = load(&env_with(home.path(), None, &[("MARSHAL_HISTORY", "maybe")]));
+        assert_eq!(config.models.weak, "sonnet");
+        assert!(!config.history, "the file's good value stands; the bad variable is dropped");
+        assert_eq!(config.rules[0].id, "ok");
+        assert_eq!((config.thresholds, config.enforce), (Config::default().thresholds, Level::Warn));
+        let keys: Vec<&str> = provenance.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["enforce", "thresholds.strong", "MARSHAL_HISTORY"]);
+    }
+
+    #[test]
+    fn a_project_file_sets_routing_but_not_privacy_spending_or_modes() {
+        let home = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        write(
+            &project.path().join(".claude/marshal.json"),
+            r#"{"models":{"weak":"sonnet"},"store_prompts":true,"retention_days":3650,
+                "modes":{"attended":"orchestrate"},"orchestrate":{"max_attempts":10}}"#,
+        );
+        let (config, provenance) = load(&env_with(home.path(), Some(project.path()), &[]));
+        assert_eq!(config.models.weak, "sonnet");
+        let defaults = Config::default();
+        assert_eq!(
+            (config.store_prompts, config.retention_days, config.modes, config.orchestration),
+            (false, 14, defaults.modes, defaults.orchestration)
+        );
+        for key in USER_ONLY_KEYS {
+            let named =
+                provenance.warnings.iter().filter(|w| w.contains(&format!("'{key}' is ignored"))).count();
+            assert_eq!(named, 1, "{key}: {:?}", provenance.warnings);
+        }
+        // The same keys in the user's own file apply.
+        write(
+            &home.path().join(".claude/marshal.json"),
+            r#"{"store_prompts":true,"modes":{"unattended":"orchestrate"}}"#,
+        );
+        let (config, _) = load(&env_with(home.path(), Some(project.path()), &[]));
+        assert!(config.store_prompts);
+        assert_eq!(config.modes.unattended, Mode::Orchestrate);
+    }
+
+    #[test]
     fn enforcement_settings_and_the_nudge_default() {
         let home = tempfile::tempdir().unwrap();
-        let (config, _) = load(&env_with(home.path(), None, &[])).unwrap();
+        let (config, _) = load(&env_with(home.path(), None, &[]));
         assert_eq!((config.enforce, config.nudge_enabled()), (Level::Warn, false));
         write(&home.path().join(".claude/marshal.json"), r#"{"enforce":"deny"}"#);
-        let (config, _) = load(&env_with(home.path(), None, &[])).unwrap();
+        let (config, _) = load(&env_with(home.path(), None, &[]));
         assert_eq!((config.enforce, config.nudge_enabled()), (Level::Deny, true));
         let (config, _) =
-            load(&env_with(home.path(), None, &[("MARSHAL_ENFORCE", "rewrite"), ("MARSHAL_NUDGE", "0")]))
-                .unwrap();
+            load(&env_with(home.path(), None, &[("MARSHAL_ENFORCE", "rewrite"), ("MARSHAL_NUDGE", "0")]));
         assert_eq!((config.enforce, config.nudge_enabled()), (Level::Rewrite, false));
         write(&home.path().join(".claude/marshal.json"), r#"{"enforce":"always"}"#);
-        assert!(load(&env_with(home.path(), None, &[]))
-            .unwrap_err()
+        assert!(load(&env_with(home.path(), None, &[])).1.errors[0]
+            .clone()
             .expected
             .contains("off, warn, deny, rewrite"));
     }
@@ -1079,7 +1225,7 @@ mod tests {
             r#"{"modes":{"unattended":"directive","overnight":{"from":"22:00","to":"06:30","mode":"orchestrate"}},
                 "orchestrate":{"timeout_seconds":60,"max_attempts":4,"retries":0,"escalate":false}}"#,
         );
-        let (config, _) = load(&env_with(home.path(), None, &[("MARSHAL_TIMEOUT", "30")])).unwrap();
+        let (config, _) = load(&env_with(home.path(), None, &[("MARSHAL_TIMEOUT", "30")]));
         assert_eq!(config.modes.unattended, Mode::Directive);
         assert_eq!(config.modes.overnight, Some((22 * 60, 6 * 60 + 30)));
         assert_eq!(
@@ -1088,23 +1234,26 @@ mod tests {
                 timeout: std::time::Duration::from_secs(30),
                 max_attempts: 4,
                 retries: 0,
-                escalate: false
+                escalate: false,
+                deadline: std::time::Duration::from_secs(540),
             }
         );
         write(
             &home.path().join(".claude/marshal.json"),
             r#"{"modes":{"overnight":{"from":"25:00","to":"06:00"}}}"#,
         );
-        assert_eq!(load(&env_with(home.path(), None, &[])).unwrap_err().key, "modes.overnight.from");
+        assert_eq!(load(&env_with(home.path(), None, &[])).1.errors[0].clone().key, "modes.overnight.from");
     }
 
     #[test]
     fn a_named_config_must_exist_and_variables_are_validated() {
         let home = tempfile::tempdir().unwrap();
         let error = load(&env_with(home.path(), None, &[("MARSHAL_CONFIG", "/nonexistent/marshal.json")]))
-            .unwrap_err();
+            .1
+            .errors[0]
+            .clone();
         assert_eq!(error.source, "/nonexistent/marshal.json");
-        let error = load(&env_with(home.path(), None, &[("MARSHAL_HISTORY", "maybe")])).unwrap_err();
+        let error = load(&env_with(home.path(), None, &[("MARSHAL_HISTORY", "maybe")])).1.errors[0].clone();
         assert_eq!(
             error.to_string(),
             "MARSHAL_HISTORY: key 'MARSHAL_HISTORY': expected 1/true/yes/on or 0/false/no/off"

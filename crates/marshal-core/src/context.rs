@@ -3,39 +3,39 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Config, ConfigEnv, ConfigError, Provenance};
+use crate::config::{self, Config, ConfigEnv, Provenance};
 use crate::discovery::{self, AgentInfo};
-use crate::history::{History, HISTORY_FILE};
+use crate::history::History;
 use crate::routing::RouteInputs;
+use crate::store::Store;
 
-/// The layered configuration, or the defaults with the error that made them necessary. A
-/// broken configuration never stops a hook.
+/// The layered configuration, with what was wrong in it. A broken value costs only its own key,
+/// and never stops a hook.
 pub struct LoadedConfig {
     pub config: Config,
     pub provenance: Provenance,
-    pub config_error: Option<ConfigError>,
 }
 
 impl LoadedConfig {
     pub fn load(project: Option<&Path>) -> Self {
-        match config::load(&ConfigEnv::from_process(project)) {
-            Ok((config, provenance)) => LoadedConfig { config, provenance, config_error: None },
-            Err(error) => LoadedConfig {
-                config: Config::default(),
-                provenance: Provenance { layers: vec!["defaults".into()], ..Default::default() },
-                config_error: Some(error),
-            },
-        }
+        let (config, provenance) = config::load(&ConfigEnv::from_process(project));
+        LoadedConfig { config, provenance }
     }
 
-    /// Lines worth logging: a configuration error, then any warnings.
+    /// Lines worth logging: errors (each key that fell back), then warnings.
     pub fn problems(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        if let Some(error) = &self.config_error {
-            lines.push(format!("configuration error, using the defaults: {error}"));
-        }
-        lines.extend(self.provenance.warnings.iter().map(|w| format!("configuration: {w}")));
-        lines
+        let errors =
+            self.provenance.errors.iter().map(|e| format!("configuration error, that key is ignored: {e}"));
+        let warnings = self.provenance.warnings.iter().map(|w| format!("configuration: {w}"));
+        errors.chain(warnings).collect()
+    }
+
+    /// The files the configuration was read from (their changes decide when problems are logged
+    /// again).
+    pub fn files(&self) -> Vec<&Path> {
+        let named = self.provenance.layers.iter().map(|l| l.strip_prefix("MARSHAL_CONFIG=").unwrap_or(l));
+        let errors = self.provenance.errors.iter().map(|e| e.source.as_str());
+        named.chain(errors).map(Path::new).filter(|p| p.is_absolute()).collect()
     }
 }
 
@@ -43,6 +43,8 @@ impl LoadedConfig {
 pub struct RoutingContext {
     pub loaded: LoadedConfig,
     pub agents: Vec<AgentInfo>,
+    /// Agent files that were skipped (not regular files, too large): worth a log line each.
+    pub skipped_agents: Vec<String>,
     pub history: History,
 }
 
@@ -60,17 +62,19 @@ impl RoutingContext {
     ) -> Self {
         let config = &loaded.config;
         let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-        let agents = if config.agent_discovery {
+        let store = state_dir.map(Store::new);
+        let (agents, skipped_agents) = if config.agent_discovery {
             let dirs = discovery::agent_dirs(plugin_root, home.as_deref(), project);
-            discovery::discover_cached(&dirs, state_dir)
+            let cache = store.as_ref().map(Store::agents_cache_path);
+            discovery::discover_cached(&dirs, cache.as_deref())
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
-        let history = match (config.history, state_dir) {
-            (true, Some(dir)) => History::load(&dir.join(HISTORY_FILE)),
+        let history = match (config.history, &store) {
+            (true, Some(store)) => History::load(&store.history_path()),
             _ => History::default(),
         };
-        RoutingContext { loaded, agents, history }
+        RoutingContext { loaded, agents, skipped_agents, history }
     }
 
     pub fn config(&self) -> &Config {

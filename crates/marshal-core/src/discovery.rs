@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{fsutil, PLUGIN_NAME};
 
-pub const CACHE_FILE: &str = "agents-cache.json";
 const CACHE_VERSION: u32 = 1;
+/// Agent files read from one folder, at most (a folder of thousands is somebody's mistake).
+const MAX_AGENT_FILES: usize = 256;
 
 /// Where an agent was found; it decides the `subagent_type` that addresses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,22 +82,28 @@ fn dir_stamp(dir: &Path) -> Option<u128> {
     Some(modified.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0))
 }
 
-/// The agents in `dirs`, from the cache in `state_dir` when it is still valid. Writing the
-/// cache is best effort: a read-only state directory only costs speed.
-pub fn discover_cached(dirs: &[(AgentSource, PathBuf)], state_dir: Option<&Path>) -> Vec<AgentInfo> {
+/// The agents in `dirs`, from the cache at `cache_path` when it is still valid, and the files
+/// skipped while reading them (worth a log line each; with the cache, said once per change).
+/// Writing the cache is best effort: a read-only state directory only costs speed.
+pub fn discover_cached(
+    dirs: &[(AgentSource, PathBuf)],
+    cache_path: Option<&Path>,
+) -> (Vec<AgentInfo>, Vec<String>) {
     let stamps: Vec<(PathBuf, Option<u128>)> = dirs.iter().map(|(_, d)| (d.clone(), dir_stamp(d))).collect();
     if stamps.iter().all(|(_, stamp)| stamp.is_none()) {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
-    let cache_path = state_dir.map(|d| d.join(CACHE_FILE));
-    if let Some(path) = &cache_path {
-        let cached = std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<Cache>(&b).ok());
+    if let Some(path) = cache_path {
+        let cached = fsutil::read_capped(path, fsutil::MAX_STATE_FILE_BYTES, fsutil::Links::Refuse)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Cache>(&b).ok());
         if let Some(cache) = cached.filter(|c| c.v == CACHE_VERSION && c.dirs == stamps) {
-            return cache.agents;
+            return (cache.agents, Vec::new());
         }
     }
-    let agents = discover(dirs);
-    if let Some(path) = &cache_path {
+    let (agents, skipped) = discover(dirs);
+    if let Some(path) = cache_path {
         let cache = Cache { v: CACHE_VERSION, dirs: stamps, agents: agents.clone() };
         if let Ok(bytes) = serde_json::to_vec(&cache) {
             if path.parent().is_some_and(Path::is_dir) {
@@ -104,22 +111,40 @@ pub fn discover_cached(dirs: &[(AgentSource, PathBuf)], state_dir: Option<&Path>
             }
         }
     }
-    agents
+    (agents, skipped)
 }
 
-/// Reads every `*.md` agent file in `dirs`; later folders do not override earlier names.
-pub fn discover(dirs: &[(AgentSource, PathBuf)]) -> Vec<AgentInfo> {
+/// Reads every `*.md` agent file in `dirs` (later folders do not override earlier names), and
+/// says which files were skipped. A project's folder comes from whatever repository was cloned:
+/// each file is read bounded, and only if it is a regular file.
+pub fn discover(dirs: &[(AgentSource, PathBuf)]) -> (Vec<AgentInfo>, Vec<String>) {
     let mut agents: Vec<AgentInfo> = Vec::new();
+    let mut skipped = Vec::new();
     for (source, dir) in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         let mut files: Vec<PathBuf> = entries
             .flatten()
+            .take(4 * MAX_AGENT_FILES)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|e| e == "md"))
             .collect();
         files.sort();
+        if files.len() > MAX_AGENT_FILES {
+            skipped.push(format!(
+                "{}: more than {MAX_AGENT_FILES} agent files; only the first are read",
+                dir.display()
+            ));
+            files.truncate(MAX_AGENT_FILES);
+        }
         for file in files {
-            let Ok(text) = std::fs::read_to_string(&file) else { continue };
+            let text = match fsutil::read_capped(&file, fsutil::MAX_AGENT_FILE_BYTES, fsutil::Links::Follow) {
+                Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                Ok(None) => continue,
+                Err(err) => {
+                    skipped.push(format!("agent file {err:#}"));
+                    continue;
+                }
+            };
             let fallback_name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_string();
             if let Some(agent) = parse_agent(&text, &fallback_name, *source) {
                 if !agents.iter().any(|a| a.name == agent.name) {
@@ -128,7 +153,7 @@ pub fn discover(dirs: &[(AgentSource, PathBuf)]) -> Vec<AgentInfo> {
             }
         }
     }
-    agents
+    (agents, skipped)
 }
 
 /// Parses the front matter of an agent file (`---` lines around `key: value` pairs; a `|` or
@@ -223,16 +248,17 @@ mod tests {
             "---\nname: reviewer\ndescription: project one\n---\n",
         );
         let dirs = agent_dirs(None, Some(&home), Some(&project));
-        let found = discover_cached(&dirs, Some(&state));
+        let cache = state.join("agents-cache.json");
+        let (found, _) = discover_cached(&dirs, Some(&cache));
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].description.as_str(), found[0].source), ("project one", AgentSource::Project));
-        assert!(state.join(CACHE_FILE).exists());
+        assert!(cache.exists());
 
         // A new agent file changes the folder's time stamp: the cache is rebuilt.
         std::thread::sleep(std::time::Duration::from_millis(20));
         write(&home.join(".claude/agents/tester.md"), "---\nname: tester\nmodel: haiku\n---\n");
-        let found = discover_cached(&dirs, Some(&state));
+        let (found, _) = discover_cached(&dirs, Some(&cache));
         assert_eq!(found.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), vec!["reviewer", "tester"]);
-        assert_eq!(discover_cached(&dirs, Some(&state)), found, "served from the cache");
+        assert_eq!(discover_cached(&dirs, Some(&cache)).0, found, "served from the cache");
     }
 }

@@ -42,13 +42,37 @@ pub struct AgentCall {
 /// The agent Claude Code runs when `subagent_type` is left out.
 pub const DEFAULT_SUBAGENT_TYPE: &str = "general-purpose";
 
+/// The longest id or name kept from an event (ids, agent names, models); longer values are cut.
+/// Every such value ends up in the session journal and the ledger, so their size is bounded here,
+/// at the edge, and no one field can grow a journal past what is read back.
+pub const MAX_NAME_BYTES: usize = 256;
+/// The longest working directory kept.
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Cuts `text` to at most `max` bytes, on a character boundary, marking the cut with `…`.
+pub fn capped(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub('…'.len_utf8());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+fn capped_name(text: Option<String>) -> Option<String> {
+    text.map(|t| capped(t, MAX_NAME_BYTES))
+}
+
 impl Event {
     pub fn from_wire(input: HookInput) -> Event {
-        let event_name = input.hook_event_name.clone().unwrap_or_default();
+        let event_name = capped(input.hook_event_name.clone().unwrap_or_default(), MAX_NAME_BYTES);
         let key = TurnKey {
-            session: input.session_id.clone().unwrap_or_default(),
-            prompt_id: input.prompt_id.clone(),
-            project: input.cwd.clone(),
+            session: capped(input.session_id.clone().unwrap_or_default(), MAX_NAME_BYTES),
+            prompt_id: capped_name(input.prompt_id.clone()),
+            project: input.cwd.clone().map(|cwd| capped(cwd, MAX_PATH_BYTES)),
         };
         match event_name.as_str() {
             "UserPromptSubmit" => Event::Prompt { key, prompt: input.prompt.unwrap_or_default() },
@@ -59,8 +83,8 @@ impl Event {
             "SessionEnd" => Event::SessionEnd { key },
             "SubagentStop" => Event::SubagentStop {
                 key,
-                agent_id: input.agent_id.unwrap_or_default(),
-                agent_type: input.agent_type,
+                agent_id: capped(input.agent_id.unwrap_or_default(), MAX_NAME_BYTES),
+                agent_type: capped_name(input.agent_type),
             },
             _ => Event::Unhandled { event_name },
         }
@@ -79,13 +103,13 @@ fn agent_call(input: &HookInput) -> AgentCall {
             .and_then(|tool_input| tool_input.get(name))
             .and_then(|value| value.as_str())
             .filter(|value| !value.trim().is_empty())
-            .map(str::to_string)
+            .map(|value| capped(value.to_string(), MAX_NAME_BYTES))
     };
     AgentCall {
         subagent_type: field("subagent_type").unwrap_or_else(|| DEFAULT_SUBAGENT_TYPE.to_string()),
         model: field("model"),
-        tool_use_id: input.tool_use_id.clone(),
-        inside_subagent: input.agent_id.clone().filter(|id| !id.is_empty()),
+        tool_use_id: capped_name(input.tool_use_id.clone()),
+        inside_subagent: capped_name(input.agent_id.clone().filter(|id| !id.is_empty())),
         tool_input: input.tool_input.clone().unwrap_or(serde_json::Value::Null),
     }
 }
@@ -133,6 +157,21 @@ mod tests {
             Event::SessionEnd { .. }
         ));
         assert!(matches!(event(r#"{}"#), Event::Unhandled { .. }));
+    }
+
+    #[test]
+    fn long_names_and_ids_are_cut_at_the_edge() {
+        let huge = "é".repeat(300_000);
+        let raw = serde_json::json!({"hook_event_name":"PreToolUse","session_id":huge,"prompt_id":huge,
+            "tool_name":"Agent","tool_use_id":huge,"tool_input":{"subagent_type":huge,"model":huge}});
+        let Event::AgentCall { key, call } = event(&raw.to_string()) else { panic!() };
+        for text in
+            [&key.session, key.prompt_id.as_ref().unwrap(), &call.subagent_type, call.model.as_ref().unwrap()]
+        {
+            assert!(text.len() <= MAX_NAME_BYTES && text.ends_with('…'), "{} bytes", text.len());
+        }
+        assert_eq!(capped("short".into(), 10), "short");
+        assert_eq!(capped("abcdef".into(), 5), "ab…");
     }
 
     #[test]

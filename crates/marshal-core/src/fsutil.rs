@@ -1,11 +1,13 @@
-//! File-system helpers with the permissions marshal promises: directories 0700, files 0600,
-//! and whole-file replacement that readers never see half-done.
+//! File-system helpers with the promises marshal makes about its files: directories 0700,
+//! files 0600, state files never opened through a symbolic link, whole-file replacement that
+//! readers never see half-done, and reads that are bounded whatever sits at the path (a FIFO, a
+//! device, a huge file).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 /// Creates `dir` (and parents) if needed; a directory marshal creates gets mode 0700.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
@@ -20,6 +22,166 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir).with_context(|| format!("could not create state directory {}", dir.display()))
+}
+
+/// Whether a read may follow a symbolic link at the path itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// The user's own files (a dotfile manager links `~/.claude/marshal.json`).
+    Follow,
+    /// marshal's state files: a link there was planted, never made by marshal.
+    Refuse,
+}
+
+/// Caps on what marshal reads: every read is bounded by one of these.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub const MAX_AGENT_FILE_BYTES: u64 = 256 * 1024;
+pub const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a whole regular file of at most `cap` bytes. `Ok(None)` when nothing is there; an
+/// error (with a reason fit for a log line) for a FIFO, a device, a directory, a file over the
+/// cap, or a link where `links` refuses one. Never blocks: the file is opened non-blocking, so a
+/// FIFO with no writer cannot hang the caller, and it is checked before a byte is read.
+pub fn read_capped(path: &Path, cap: u64, links: Links) -> Result<Option<Vec<u8>>> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut flags = rustix::fs::OFlags::NONBLOCK;
+        if links == Links::Refuse {
+            flags |= rustix::fs::OFlags::NOFOLLOW;
+        }
+        options.custom_flags(flags.bits() as i32);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(err)
+            if matches!(err.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) =>
+        {
+            return Ok(None)
+        }
+        Err(err) if is_link_refused(&err) => bail!("{} is a symbolic link: skipped", path.display()),
+        Err(err) => return Err(err).with_context(|| format!("could not open {}", path.display())),
+    };
+    let meta = file.metadata().with_context(|| format!("could not inspect {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file (a FIFO, device or directory): skipped", path.display());
+    }
+    if meta.len() > cap {
+        bail!("{} is larger than {cap} bytes: skipped", path.display());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("could not read {}", path.display()))?;
+    if bytes.len() as u64 > cap {
+        bail!("{} grew past {cap} bytes while being read: skipped", path.display());
+    }
+    Ok(Some(bytes))
+}
+
+/// `O_NOFOLLOW` on a link fails with `ELOOP` (Linux, the BSDs) or `EMLINK` (FreeBSD).
+fn is_link_refused(err: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        let code = err.raw_os_error();
+        code == Some(rustix::io::Errno::LOOP.raw_os_error())
+            || code == Some(rustix::io::Errno::MLINK.raw_os_error())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = err;
+        false
+    }
+}
+
+/// Why a state directory cannot be trusted with marshal's records, if it cannot.
+///
+/// It must be a directory owned by this user that no one else can write to: in a directory others
+/// can write, they could plant links or replace files between marshal's checks. Claude Code
+/// creates the plugin's data directory with the user's umask (0755, or 0775 with a private group);
+/// on first use, when it holds nothing but what marshal itself creates, marshal narrows it to 0700.
+#[cfg(unix)]
+pub fn untrusted_state_dir(dir: &Path, own_names: &[&str]) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = match fs::metadata(dir) {
+        Ok(meta) => meta,
+        // Not there yet: created 0700 when first written (or its creation fails and says why).
+        Err(err)
+            if matches!(err.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) =>
+        {
+            return None
+        }
+        Err(err) => return Some(format!("unreadable ({err})")),
+    };
+    if !meta.is_dir() {
+        return Some("not a directory".into());
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Some(format!("owned by user {}, not by this user ({me})", meta.uid()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return None;
+    }
+    // Only marshal's own names, each a regular file or directory of this user's: nothing was
+    // planted, so narrowing is safe.
+    let only_ours = fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().all(|entry| {
+            let name_ok = entry.file_name().to_str().is_some_and(|name| own_names.contains(&name));
+            let kind_ok = entry.metadata().is_ok_and(|m| {
+                (m.is_file() || m.is_dir()) && m.uid() == me && m.permissions().mode() & 0o022 == 0
+            });
+            name_ok && kind_ok
+        })
+    });
+    if only_ours && fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).is_ok() {
+        return None;
+    }
+    if mode & 0o022 != 0 {
+        Some(format!("writable by others (mode {mode:o})"))
+    } else {
+        // Readable by others but not writable: records are private, yet nothing can be planted.
+        None
+    }
+}
+
+#[cfg(not(unix))]
+pub fn untrusted_state_dir(_dir: &Path, _own_names: &[&str]) -> Option<String> {
+    None
+}
+
+/// Creates a new private directory under the system's temporary directory with an unguessable
+/// name (mode 0700, created exclusively, so nothing planted there beforehand is reused).
+pub fn private_temp_dir(prefix: &str) -> Result<std::path::PathBuf> {
+    let base = std::env::temp_dir();
+    for _ in 0..16 {
+        let dir = base.join(format!("{prefix}-{:016x}", random_u64()));
+        let mut builder = fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        match builder.create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err).with_context(|| format!("could not create {}", dir.display())),
+        }
+    }
+    bail!("could not create a private directory in {}", base.display())
+}
+
+/// 64 unpredictable bits, from the standard library's per-process random hash keys.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }
 
 /// Opens `path` for appending (and reading, so a writer can check how the file ends),
@@ -79,22 +241,37 @@ pub fn open_read_write(path: &Path) -> Result<File> {
         .with_context(|| format!("could not open {}", path.display()))
 }
 
+/// Opens an existing state file for reading, never through a link.
+pub fn open_read(path: &Path) -> Result<File> {
+    private_options().read(true).open(path).with_context(|| format!("could not open {}", path.display()))
+}
+
 /// Opens (creating, mode 0600) a file used only as a lock.
 pub fn open_lock_file(path: &Path) -> Result<File> {
     open_read_write(path).context("could not open the lock file")
 }
 
-/// Replaces `path` with `bytes`: write a temp file in the same directory, flush it to disk,
-/// rename it over, and flush the directory. Readers see the old content or the new one, never a
-/// mix, and after a crash the file is one or the other.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = private_options()
+/// Creates (or truncates) a private file to write from the start, never through a link.
+pub fn create_private(path: &Path) -> Result<File> {
+    private_options()
         .write(true)
         .create(true)
         .truncate(true)
+        .open(path)
+        .with_context(|| format!("could not create {}", path.display()))
+}
+
+/// Replaces `path` with `bytes`: write a temp file in the same directory, flush it to disk,
+/// rename it over, and flush the directory. Readers see the old content or the new one, never a
+/// mix, and after a crash the file is one or the other. The temp file has a random name and is
+/// created exclusively, so nothing planted in its place is written through.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let temp = dir.join(format!(".{name}.{:016x}.tmp", random_u64()));
+    let written = private_options()
+        .write(true)
+        .create_new(true)
         .open(&temp)
         .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
         .and_then(|()| fs::rename(&temp, path))
@@ -131,12 +308,13 @@ pub fn remove_older_than(dir: &Path, max_age: std::time::Duration) -> usize {
         .count()
 }
 
+/// Mode 0600 for a file created, and never through a symbolic link at the path itself.
 fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(0o600).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     }
     options
 }
@@ -161,6 +339,58 @@ mod tests {
         assert_eq!(mode(&file), 0o600);
         write_atomic(&dir.join("s.json"), b"{}").unwrap();
         assert_eq!(mode(&dir.join("s.json")), 0o600);
+    }
+
+    #[test]
+    fn bounded_reads_refuse_fifos_devices_links_and_oversized_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("config.json");
+        assert_eq!(read_capped(&file, 10, Links::Follow).unwrap(), None, "missing is nothing");
+        fs::write(&file, b"0123456789").unwrap();
+        assert_eq!(read_capped(&file, 10, Links::Follow).unwrap().unwrap(), b"0123456789");
+        let err = read_capped(&file, 9, Links::Follow).unwrap_err().to_string();
+        assert!(err.contains("larger than 9 bytes"), "{err}");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(read_capped(&link, 10, Links::Follow).unwrap().is_some());
+        assert!(read_capped(&link, 10, Links::Refuse).unwrap_err().to_string().contains("symbolic link"));
+        let device = tmp.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &device).unwrap();
+        assert!(read_capped(&device, 10, Links::Follow)
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
+        let fifo = tmp.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert!(read_capped(&fifo, 10, Links::Follow)
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
+        assert!(read_capped(tmp.path(), 10, Links::Follow).is_err(), "a directory");
+    }
+
+    #[test]
+    fn writers_never_follow_a_planted_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let planted = tmp.path().join("ledger.jsonl");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        assert!(open_append(&planted).is_err());
+        assert!(open_read_write(&planted).is_err());
+        assert!(create_private(&planted).is_err());
+        write_atomic(&planted, b"new").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(fs::read_to_string(&planted).unwrap(), "new", "the link itself was replaced");
+    }
+
+    #[test]
+    fn private_temp_dirs_are_fresh_and_private() {
+        let (a, b) = (private_temp_dir("marshal-test").unwrap(), private_temp_dir("marshal-test").unwrap());
+        assert_ne!(a, b);
+        assert_eq!(mode(&a), 0o700);
+        fs::remove_dir(a).unwrap();
+        fs::remove_dir(b).unwrap();
     }
 
     #[test]

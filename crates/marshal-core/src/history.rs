@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use crate::compliance::Outcome;
 use crate::fsutil;
 
-pub const HISTORY_FILE: &str = "history.json";
 const HISTORY_VERSION: u32 = 1;
 /// Below this many turns of a task type, its history says nothing.
 pub const MIN_TURNS: u64 = 10;
@@ -44,10 +43,11 @@ pub struct History {
 }
 
 impl History {
-    /// Reads the summary; missing, unreadable or foreign files are an empty history.
+    /// Reads the summary; missing, unreadable, oversized or foreign files are an empty history.
     pub fn load(path: &Path) -> History {
-        std::fs::read(path)
+        fsutil::read_capped(path, fsutil::MAX_STATE_FILE_BYTES, fsutil::Links::Refuse)
             .ok()
+            .flatten()
             .and_then(|bytes| serde_json::from_slice::<History>(&bytes).ok())
             .filter(|h| h.v == HISTORY_VERSION)
             .unwrap_or_default()
@@ -89,7 +89,7 @@ mod tests {
     #[test]
     fn records_save_and_load() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join(HISTORY_FILE);
+        let path = tmp.path().join("history.json");
         let mut history = History::load(&path);
         for _ in 0..6 {
             history.record("chore", Outcome::Deviated);
@@ -112,7 +112,7 @@ mod tests {
         let few = TaskHistory { turns: 3, deviated: 3, escalated: 0 };
         assert_eq!(few.deviation_rate(), None);
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join(HISTORY_FILE);
+        let path = tmp.path().join("history.json");
         std::fs::write(&path, "{garbage").unwrap();
         assert_eq!(History::load(&path), History::default());
     }

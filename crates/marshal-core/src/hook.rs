@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::context::{self, LoadedConfig, RoutingContext};
 use crate::event::{Event, TurnKey};
-use crate::log::log_line;
+use crate::log::{log_line, log_problems_once};
 use crate::mode::{self, Mode, ModeEnv};
 use crate::orchestrate;
 use crate::paths::{self, StateDirEnv};
@@ -25,10 +25,23 @@ use crate::wire::{self, AdditionalContextOutput};
 /// The largest event read from stdin; larger ones are ignored (and logged), never buffered.
 pub const MAX_EVENT_BYTES: u64 = 8 * 1024 * 1024;
 
+/// How long an orchestration inside the prompt hook may run in all: below the UserPromptSubmit
+/// timeout in `hooks/hooks.json` (600 s), so marshal ends its children before Claude Code ends
+/// the hook.
+pub const HOOK_RUN_BUDGET: std::time::Duration = std::time::Duration::from_secs(570);
+
 /// The whole life of a hook process. `source` names the binary in log lines.
 pub fn main(source: &str) -> ExitCode {
     let started = Instant::now();
-    let state_dir = paths::state_dir(&StateDirEnv::from_process());
+    // A state directory others can write to (or that is not ours) is not used at all: the hook
+    // routes, records nothing, and says so on stderr.
+    let state_dir = paths::state_dir(&StateDirEnv::from_process()).filter(|dir| match Store::trusted(dir) {
+        Ok(_) => true,
+        Err(err) => {
+            log_line(None, source, &format!("{err:#}"));
+            false
+        }
+    });
     // The default panic hook prints to stderr; the payload is logged below instead.
     std::panic::set_hook(Box::new(|_| {}));
     let outcome = std::panic::catch_unwind(|| run(source, state_dir.as_deref(), started));
@@ -58,45 +71,49 @@ fn run(source: &str, state_dir: Option<&Path>, started: Instant) -> Result<HookR
     }
     let project = event_project(&event);
     let loaded = LoadedConfig::load(project.as_deref());
-    for problem in loaded.problems() {
-        log_line(state_dir, source, &problem);
-    }
-    let config = loaded.config;
+    let config = &loaded.config;
     let env = if config.modes.overnight.is_some() { env.with_local_time() } else { env };
     let mode = mode::detect(&env, &config.modes);
-    if let Some(warning) = &mode.warning {
-        log_line(state_dir, source, warning);
-    }
+    // Each problem once per change, not on every run: a broken file would rotate the log away.
+    let mut problems = loaded.problems();
+    problems.extend(mode.warning.clone());
+    log_problems_once(state_dir, source, &problems, &loaded.files());
     if mode.mode == Mode::Off {
         return Ok(HookResponse::Silent);
     }
     // Agents and history are read only for a prompt, and only once.
     let route = |prompt: &str| {
-        let loaded =
-            LoadedConfig { config: config.clone(), provenance: Default::default(), config_error: None };
+        let loaded = LoadedConfig { config: config.clone(), provenance: Default::default() };
         let context = RoutingContext::with_config(
             loaded,
             state_dir,
             project.as_deref(),
             context::plugin_root().as_deref(),
         );
+        for skipped in &context.skipped_agents {
+            log_line(state_dir, source, skipped);
+        }
         routing::route(prompt, &context.inputs())
     };
     let orchestrate = |prompt: &str, rec: &Recommendation, key: &TurnKey| {
         let claude = orchestrate::find_claude()?;
         let cwd =
             project.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("."));
-        let runs_dir = state_dir.map_or_else(std::env::temp_dir, |dir| dir.join(orchestrate::RUNS_DIR));
+        let runs_dir = match state_dir {
+            Some(dir) => Store::new(dir).runs_dir(),
+            None => crate::fsutil::private_temp_dir("marshal-runs").ok()?,
+        };
         let run_id = orchestrate::run_id(&key.session, key.prompt_id.as_deref());
         let job = orchestrate::Job {
             prompt,
             cwd: &cwd,
             recommendation: rec,
-            config: &config,
+            config,
             claude: &claude,
             runs_dir: &runs_dir,
             run_id: &run_id,
             started,
+            deadline: started + config.orchestration.deadline.min(HOOK_RUN_BUDGET),
         };
         Some(orchestrate::run(&job))
     };
@@ -154,9 +171,8 @@ fn print_response(response: &HookResponse) {
         HookResponse::ToolContext(text) => serde_json::to_string(&wire::pre_tool_context(text)),
         HookResponse::DenyTool(reason) => serde_json::to_string(&wire::pre_tool_deny(reason)),
         HookResponse::RewriteTool(input) => serde_json::to_string(&wire::pre_tool_rewrite(input)),
-        HookResponse::BlockStop(reason) | HookResponse::BlockPrompt(reason) => {
-            serde_json::to_string(&wire::block(reason))
-        }
+        HookResponse::BlockStop(reason) => serde_json::to_string(&wire::block(reason)),
+        HookResponse::BlockPrompt(answer) => serde_json::to_string(&wire::block_prompt(answer)),
     };
     if let Ok(json) = json {
         // A closed stdout must not panic (println! would): the error is ignored.
@@ -176,6 +192,14 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_run_budget_ends_before_claude_code_ends_the_prompt_hook() {
+        let hooks: serde_json::Value =
+            serde_json::from_str(include_str!("../../../hooks/hooks.json")).unwrap();
+        let timeout = hooks["hooks"]["UserPromptSubmit"][0]["hooks"][0]["timeout"].as_u64().unwrap();
+        assert!(HOOK_RUN_BUDGET.as_secs() + 15 <= timeout, "{HOOK_RUN_BUDGET:?} vs hooks.json {timeout} s");
+    }
 
     #[test]
     fn read_bounded_accepts_up_to_the_limit_and_rejects_more() {

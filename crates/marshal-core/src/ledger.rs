@@ -18,7 +18,6 @@ use crate::fsutil;
 use crate::mode::Mode;
 use crate::orchestrate::AttemptStatus;
 
-pub const LEDGER_FILE: &str = "ledger.jsonl";
 /// The record format this build writes; readers skip records from a newer format.
 pub const RECORD_VERSION: u32 = 1;
 
@@ -172,12 +171,39 @@ pub fn append(path: &Path, records: &[Record]) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
+    fsutil::append_lines(path, &encode(records)?)
+}
+
+/// The ledger lines of `records`, exactly as [`append`] writes them.
+pub fn encode(records: &[Record]) -> Result<Vec<u8>> {
     let mut lines = Vec::with_capacity(256 * records.len());
     for record in records {
         serde_json::to_writer(&mut lines, record).context("could not encode a ledger record")?;
         lines.push(b'\n');
     }
-    fsutil::append_lines(path, &lines)
+    Ok(lines)
+}
+
+/// The ledger's length now (0 when there is none yet).
+pub fn len(path: &Path) -> u64 {
+    std::fs::symlink_metadata(path).map_or(0, |m| m.len())
+}
+
+/// Whether `lines` were appended at `offset` (right there, or after the newline an append puts
+/// first when it finds the ledger ending torn). The ledger only grows and a failed append is cut
+/// back, so this says exactly whether an append that began at `offset` completed.
+pub fn holds_at(path: &Path, offset: u64, lines: &[u8]) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = fsutil::open_read(path) else { return false };
+    let mut found = Vec::with_capacity(lines.len() + 1);
+    let read = file
+        .seek(SeekFrom::Start(offset))
+        .and_then(|_| file.by_ref().take(lines.len() as u64 + 1).read_to_end(&mut found));
+    if read.is_err() {
+        return false;
+    }
+    let found = &found[..];
+    found.starts_with(lines) || (found.first() == Some(&b'\n') && found[1..].starts_with(lines))
 }
 
 /// What a read skipped, so a report can say so.
@@ -245,7 +271,7 @@ mod tests {
     #[test]
     fn append_then_read_round_trips() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join(LEDGER_FILE);
+        let path = tmp.path().join("ledger.jsonl");
         append(&path, &[stop_record("x"), stop_record("y")]).unwrap();
         append(&path, &[stop_record("z")]).unwrap();
         let (records, stats) = read_file(&path).unwrap();
@@ -260,7 +286,7 @@ mod tests {
     #[test]
     fn torn_last_line_is_skipped_and_the_next_append_starts_fresh() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join(LEDGER_FILE);
+        let path = tmp.path().join("ledger.jsonl");
         append(&path, &[stop_record("before")]).unwrap();
         use std::io::Write;
         let mut file = fsutil::open_append(&path).unwrap();
@@ -272,6 +298,27 @@ mod tests {
         let (records, stats) = read_file(&path).unwrap();
         assert_eq!(records, vec![stop_record("before"), stop_record("after")]);
         assert_eq!((stats.corrupt, stats.torn), (1, 0));
+    }
+
+    #[test]
+    fn holds_at_says_whether_an_append_completed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("ledger.jsonl");
+        append(&path, &[stop_record("a")]).unwrap();
+        let offset = len(&path);
+        let lines = encode(&[stop_record("b")]).unwrap();
+        assert!(!holds_at(&path, offset, &lines), "not yet appended");
+        fsutil::append_lines(&path, &lines).unwrap();
+        assert!(holds_at(&path, offset, &lines));
+        append(&path, &[stop_record("c")]).unwrap();
+        assert!(holds_at(&path, offset, &lines), "later appends change nothing");
+        assert!(!holds_at(&path, 0, &lines));
+        // After a torn line, the append starts one newline later.
+        use std::io::Write;
+        fsutil::open_append(&path).unwrap().write_all(b"{\"v\":1,\"to").unwrap();
+        let offset = len(&path);
+        fsutil::append_lines(&path, &lines).unwrap();
+        assert!(holds_at(&path, offset, &lines));
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::fsutil;
+use crate::store::Store;
 
-pub const LOG_FILE: &str = "marshal.log";
 /// Past this size the log is moved to `marshal.log.1` (one generation kept).
 const ROTATE_BYTES: u64 = 1024 * 1024;
 
@@ -25,11 +25,65 @@ pub fn log_line(state_dir: Option<&Path>, source: &str, message: &str) {
     }
 }
 
+/// At most this many problem lines are logged at once; the rest are counted.
+const MAX_PROBLEM_LINES: usize = 20;
+
+/// Logs `problems` (configuration errors and warnings, a bad `MARSHAL_*` value) once: they are
+/// logged again only when they, or one of the `files` they came from, change. Without this a
+/// hook would log the same problems on every run and rotate the log away.
+pub fn log_problems_once(state_dir: Option<&Path>, source: &str, problems: &[String], files: &[&Path]) {
+    if problems.is_empty() {
+        return;
+    }
+    let digest = problems_digest(problems, files);
+    let stamp = state_dir.map(|dir| Store::new(dir).logged_problems_path());
+    if let Some(stamp) = &stamp {
+        let seen = fsutil::read_capped(stamp, 64, fsutil::Links::Refuse).ok().flatten();
+        if seen.as_deref() == Some(digest.as_bytes()) {
+            return;
+        }
+    }
+    for problem in problems.iter().take(MAX_PROBLEM_LINES) {
+        log_line(state_dir, source, problem);
+    }
+    if problems.len() > MAX_PROBLEM_LINES {
+        log_line(
+            state_dir,
+            source,
+            &format!("... and {} more problem(s) not shown", problems.len() - MAX_PROBLEM_LINES),
+        );
+    }
+    if let Some(stamp) = &stamp {
+        let _ = fsutil::create_private(stamp).and_then(|mut f| Ok(f.write_all(digest.as_bytes())?));
+    }
+}
+
+/// A digest of the problems and of each file's size and modification time.
+fn problems_digest(problems: &[String], files: &[&Path]) -> String {
+    use std::hash::Hasher;
+    // DefaultHasher::new() is keyed the same in every process, and this only decides whether
+    // to log again.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for problem in problems {
+        hasher.write(problem.as_bytes());
+        hasher.write_u8(0);
+    }
+    for file in files {
+        if let Ok(meta) = std::fs::metadata(file) {
+            hasher.write_u64(meta.len());
+            let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            hasher.write_u128(modified.map_or(0, |d| d.as_nanos()));
+        }
+    }
+    format!("{:016x}", hasher.finish())
+}
+
 fn append(dir: &Path, line: &[u8]) -> anyhow::Result<()> {
     fsutil::ensure_private_dir(dir)?;
-    let path = dir.join(LOG_FILE);
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
-        let _ = std::fs::rename(&path, dir.join(format!("{LOG_FILE}.1")));
+    let store = Store::new(dir);
+    let path = store.log_path();
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
+        let _ = std::fs::rename(&path, store.rotated_log_path());
     }
     fsutil::open_append(&path)?.write_all(line)?;
     Ok(())
@@ -40,11 +94,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn problems_are_logged_once_until_they_or_their_file_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("marshal.json");
+        std::fs::write(&config, "{}").unwrap();
+        let lines =
+            || std::fs::read_to_string(Store::new(tmp.path()).log_path()).unwrap_or_default().lines().count();
+        let problems: Vec<String> = (0..30).map(|i| format!("problem {i}")).collect();
+        log_problems_once(Some(tmp.path()), "t", &problems, &[&config]);
+        assert_eq!(lines(), MAX_PROBLEM_LINES + 1, "capped, with a count of the rest");
+        log_problems_once(Some(tmp.path()), "t", &problems, &[&config]);
+        assert_eq!(lines(), MAX_PROBLEM_LINES + 1, "not again");
+        std::fs::write(&config, "{ }").unwrap();
+        log_problems_once(Some(tmp.path()), "t", &problems[..1], &[&config]);
+        assert_eq!(lines(), MAX_PROBLEM_LINES + 2, "the file changed");
+    }
+
+    #[test]
     fn writes_one_line_per_message() {
         let tmp = tempfile::tempdir().unwrap();
         log_line(Some(tmp.path()), "marshal-prompt", "could not parse\nevent");
         log_line(Some(tmp.path()), "marshal-stop", "second");
-        let text = std::fs::read_to_string(tmp.path().join(LOG_FILE)).unwrap();
+        let text = std::fs::read_to_string(Store::new(tmp.path()).log_path()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].ends_with("marshal-prompt: could not parse event"), "{}", lines[0]);

@@ -1,9 +1,11 @@
 //! Execution-context detection: which mode marshal runs in for this process, and why. One
 //! function, [`detect`], over facts read once from the environment and the configuration.
 //!
-//! Order: `MARSHAL_MODE` overrides everything; inside a child that marshal itself started,
-//! record only; then batch markers, the overnight window and the kind of session decide, by
-//! the configuration's `modes` table (interactive: directive, unattended: orchestrate).
+//! Advise by default, orchestrate on request. `MARSHAL_MODE` overrides everything; inside a
+//! child that marshal itself started, record only; then `MARSHAL_BATCH`, the overnight window
+//! (when the user configured one) and the kind of session decide, by the user's `modes` table.
+//! Every kind of session is advised (directive mode) unless that table says otherwise: installing
+//! marshal must never change what a script parses or an IDE shows.
 
 use serde::{Deserialize, Serialize};
 
@@ -59,8 +61,11 @@ pub struct ModeEnv {
     pub marshal_mode: Option<String>,
     /// `MARSHAL_ORCHESTRATED` is set: this process runs inside a child marshal started.
     pub orchestrated_child: bool,
-    /// `CLAUDE_CODE_ENTRYPOINT`: `cli` for an interactive session, `sdk-cli` for `claude -p`.
+    /// `CLAUDE_CODE_ENTRYPOINT`: `cli` for an interactive session, `sdk-cli` for `claude -p`,
+    /// and many more (IDE extensions, the desktop app, Agent SDK programs).
     pub entrypoint: Option<String>,
+    /// `CLAUDE_CODE_SESSION_ATTENDED`: `1` when a person is at the keyboard, `0` when not.
+    pub attended: Option<String>,
     /// `MARSHAL_BATCH` is set to something true.
     pub batch: bool,
     /// Local time of day, minutes since midnight, for the overnight window.
@@ -75,6 +80,7 @@ impl ModeEnv {
             marshal_mode: std::env::var("MARSHAL_MODE").ok(),
             orchestrated_child: truthy(ORCHESTRATED_VAR),
             entrypoint: std::env::var("CLAUDE_CODE_ENTRYPOINT").ok(),
+            attended: std::env::var("CLAUDE_CODE_SESSION_ATTENDED").ok(),
             batch: truthy("MARSHAL_BATCH"),
             minute_of_day: None,
         }
@@ -89,10 +95,13 @@ impl ModeEnv {
     }
 }
 
-/// Which mode each kind of context gets (configuration key `modes`).
+/// Which mode each kind of context gets (configuration key `modes`, honoured only from the
+/// user's own files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModeRules {
-    pub interactive: Mode,
+    /// A person is at the keyboard: the terminal, an IDE, the desktop app.
+    pub attended: Mode,
+    /// No one is: `claude -p`, Agent SDK programs, CI.
     pub unattended: Mode,
     pub batch: Mode,
     /// `[from, to)` in minutes since local midnight; may wrap past midnight.
@@ -103,8 +112,8 @@ pub struct ModeRules {
 impl Default for ModeRules {
     fn default() -> Self {
         ModeRules {
-            interactive: Mode::Directive,
-            unattended: Mode::Orchestrate,
+            attended: Mode::Directive,
+            unattended: Mode::Directive,
             batch: Mode::Orchestrate,
             overnight: None,
             overnight_mode: Mode::Orchestrate,
@@ -148,18 +157,32 @@ pub fn detect(env: &ModeEnv, rules: &ModeRules) -> ModeDecision {
     decision
 }
 
-fn by_entrypoint(env: &ModeEnv, rules: &ModeRules) -> ModeDecision {
-    let decided = |mode, reason: String| ModeDecision { mode, reason, warning: None };
-    match env.entrypoint.as_deref() {
-        Some("cli") => {
-            decided(rules.interactive, "an interactive session (CLAUDE_CODE_ENTRYPOINT=cli)".into())
-        }
-        Some(entry) if !entry.is_empty() => decided(
-            rules.unattended,
-            format!("an unattended run (CLAUDE_CODE_ENTRYPOINT={entry}, as with claude -p)"),
-        ),
-        _ => decided(rules.interactive, "no session kind known: treated as interactive".into()),
+/// Entrypoints where a person is typing. Anything unknown counts as attended too: taking over a
+/// session someone is watching is the worse mistake.
+const UNATTENDED_ENTRYPOINTS: &[&str] = &["sdk-cli", "sdk-ts", "sdk-py", "claude-code-github-action", "mcp"];
+
+/// Whether a person is at the keyboard, and why marshal thinks so: `CLAUDE_CODE_SESSION_ATTENDED`
+/// when it is set, else the entrypoint.
+pub fn session_kind(env: &ModeEnv) -> (bool, String) {
+    match env.attended.as_deref().map(str::trim) {
+        Some("1") => return (true, "an attended session (CLAUDE_CODE_SESSION_ATTENDED=1)".into()),
+        Some("0") => return (false, "an unattended session (CLAUDE_CODE_SESSION_ATTENDED=0)".into()),
+        _ => {}
     }
+    match env.entrypoint.as_deref().filter(|e| !e.is_empty()) {
+        Some(entry) if UNATTENDED_ENTRYPOINTS.contains(&entry) => {
+            (false, format!("an unattended session (CLAUDE_CODE_ENTRYPOINT={entry})"))
+        }
+        Some(entry) => (true, format!("an attended session (CLAUDE_CODE_ENTRYPOINT={entry})")),
+        None => (true, "no session kind known: treated as attended".into()),
+    }
+}
+
+fn by_entrypoint(env: &ModeEnv, rules: &ModeRules) -> ModeDecision {
+    let (attended, why) = session_kind(env);
+    let mode = if attended { rules.attended } else { rules.unattended };
+    let how = if mode == Mode::Directive { "advised by default" } else { "as the modes table asks" };
+    ModeDecision { mode, reason: format!("{why}: {how}"), warning: None }
 }
 
 fn in_window((from, to): (u16, u16), minute: u16) -> bool {
@@ -196,6 +219,7 @@ mod tests {
             marshal_mode: mode.map(str::to_string),
             orchestrated_child: child,
             entrypoint: entry.map(str::to_string),
+            attended: None,
             batch,
             minute_of_day: minute,
         }
@@ -205,11 +229,15 @@ mod tests {
     fn mode_table() {
         let rules = ModeRules::default();
         let mode = |e: ModeEnv| detect(&e, &rules).mode;
-        assert_eq!(mode(env(None, false, Some("cli"), false, None)), Mode::Directive);
-        assert_eq!(mode(env(None, false, Some("sdk-cli"), false, None)), Mode::Orchestrate);
-        assert_eq!(mode(env(None, false, None, false, None)), Mode::Directive);
-        assert_eq!(mode(env(Some("auto"), false, Some("sdk-cli"), false, None)), Mode::Orchestrate);
+        // Advise by default, whatever the session.
+        for entry in [None, Some("cli"), Some("sdk-cli"), Some("sdk-ts"), Some("claude-vscode"), Some("mcp")]
+        {
+            assert_eq!(mode(env(None, false, entry, false, None)), Mode::Directive, "{entry:?}");
+            assert_eq!(mode(env(Some("auto"), false, entry, false, None)), Mode::Directive, "{entry:?}");
+        }
+        // Orchestrate on request.
         assert_eq!(mode(env(None, false, Some("cli"), true, None)), Mode::Orchestrate, "batch");
+        assert_eq!(mode(env(Some("orchestrate"), false, Some("cli"), false, None)), Mode::Orchestrate);
         assert_eq!(
             mode(env(Some("directive"), false, Some("sdk-cli"), true, None)),
             Mode::Directive,
@@ -225,7 +253,46 @@ mod tests {
         let odd = detect(&env(Some("sideways"), false, Some("cli"), false, None), &rules);
         assert_eq!(odd.mode, Mode::Directive);
         assert!(odd.warning.unwrap().contains("sideways"));
-        assert!(detect(&env(None, false, Some("sdk-cli"), false, None), &rules).reason.contains("claude -p"));
+        // The user's own modes table can orchestrate unattended sessions.
+        let asked = ModeRules { unattended: Mode::Orchestrate, ..rules };
+        let decision = detect(&env(None, false, Some("sdk-py"), false, None), &asked);
+        assert_eq!(decision.mode, Mode::Orchestrate);
+        assert!(decision.reason.contains("as the modes table asks"), "{}", decision.reason);
+        assert_eq!(
+            detect(&env(None, false, Some("claude-desktop"), false, None), &asked).mode,
+            Mode::Directive
+        );
+    }
+
+    #[test]
+    fn attended_or_not_by_the_variable_then_the_entrypoint() {
+        let kind = |attended: Option<&str>, entry: Option<&str>| {
+            let mut e = env(None, false, entry, false, None);
+            e.attended = attended.map(str::to_string);
+            session_kind(&e)
+        };
+        let attended = [
+            "cli",
+            "claude-vscode",
+            "claude-desktop",
+            "claude-desktop-3p",
+            "local-agent",
+            "remote",
+            "remote_mobile",
+            "something-new",
+        ];
+        for entry in attended {
+            assert!(kind(None, Some(entry)).0, "{entry}");
+        }
+        for entry in ["sdk-cli", "sdk-ts", "sdk-py", "claude-code-github-action", "mcp"] {
+            let (is_attended, why) = kind(None, Some(entry));
+            assert!(!is_attended && why.contains(entry), "{entry}: {why}");
+        }
+        assert!(kind(None, None).0);
+        let (is_attended, why) = kind(Some("0"), Some("cli"));
+        assert!(!is_attended && why.contains("CLAUDE_CODE_SESSION_ATTENDED=0"), "{why}");
+        assert!(kind(Some("1"), Some("sdk-cli")).0, "the variable wins");
+        assert!(!kind(Some("maybe"), Some("sdk-ts")).0, "an odd value falls back to the entrypoint");
     }
 
     #[test]

@@ -19,8 +19,8 @@ use crate::spawn::{self, Spawn};
 pub const CLAUDE_BIN_VAR: &str = "MARSHAL_CLAUDE_BIN";
 /// An agent that finds a task beyond it answers with this marker to ask for a stronger tier.
 pub const ESCALATE_MARKER: &str = "marshal:escalate";
-/// Output read back from a child, at most.
-const MAX_CHILD_OUTPUT: u64 = 16 * 1024 * 1024;
+/// An attempt needs at least this much of the run's time left to be worth starting.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_secs(1);
 
 /// Claude Code's variables that describe the parent session; a child must not inherit them.
 const PARENT_SESSION_VARS: &[&str] = &[
@@ -39,9 +39,6 @@ const PARENT_SESSION_VARS: &[&str] = &[
     "CLAUDE_PLUGIN_DATA",
     "CLAUDE_PROJECT_DIR",
 ];
-
-/// The folder in the state directory that keeps each attempt's output.
-pub const RUNS_DIR: &str = "runs";
 
 /// A file-name stem for one turn's attempts.
 pub fn run_id(session: &str, prompt_id: Option<&str>) -> String {
@@ -93,6 +90,8 @@ pub enum AttemptStatus {
     /// The agent answered with the escalation marker.
     EscalationRequested,
     TimedOut,
+    /// marshal was asked to stop (the hook was ended, Ctrl-C) and ended the child.
+    Interrupted,
     /// `is_error` with an API error status: worth a retry.
     ApiError,
     Failed,
@@ -130,6 +129,8 @@ pub struct Run {
     /// The answer of the attempt that succeeded.
     pub result: Option<String>,
     pub escalations: u32,
+    /// The run's deadline ended it (attempts were cut short or not started).
+    pub deadline_reached: bool,
 }
 
 impl Run {
@@ -150,6 +151,9 @@ impl Run {
                 describe(attempt)
             ));
         }
+        if self.deadline_reached {
+            text.push_str("\nThe run's deadline was reached (orchestrate.deadline_seconds; inside a hook, also the hook's own time limit).");
+        }
         if let Some(last) = self.attempts.last() {
             text.push_str(&format!(
                 "\nThe last attempt's output is in {} (errors: {}).",
@@ -166,6 +170,7 @@ fn describe(attempt: &Attempt) -> String {
         AttemptStatus::Succeeded => "succeeded".into(),
         AttemptStatus::EscalationRequested => "the agent asked for a stronger tier".into(),
         AttemptStatus::TimedOut => format!("timed out after {} s", attempt.duration_ms / 1000),
+        AttemptStatus::Interrupted => "interrupted: marshal was asked to stop".into(),
         AttemptStatus::ApiError => {
             format!("API error {}", attempt.api_error_status.map_or("(no status)".into(), |s| s.to_string()))
         }
@@ -189,19 +194,27 @@ pub struct Job<'a> {
     pub run_id: &'a str,
     /// When the marshal process started (for the spawn overhead).
     pub started: Instant,
+    /// The whole run ends by then, every attempt included.
+    pub deadline: Instant,
 }
 
 /// Runs the attempts: the routed target first; after a time-out or an API error the same
 /// target again (up to `retries` times); after any other failure, or when the agent asks, the
-/// next stronger tier; never more than `max_attempts`.
+/// next stronger tier; never more than `max_attempts`, and never past the job's deadline (each
+/// attempt gets at most what remains of it).
 pub fn run(job: &Job) -> Run {
     let settings = job.config.orchestration;
     let mut target = Target::from_recommendation(job.recommendation);
     let mut retries_left = settings.retries;
-    let mut run = Run { attempts: Vec::new(), result: None, escalations: 0 };
+    let mut run = Run { attempts: Vec::new(), result: None, escalations: 0, deadline_reached: false };
     let _ = crate::fsutil::ensure_private_dir(job.runs_dir);
     for number in 1..=settings.max_attempts.max(1) {
-        let attempt = run_attempt(job, &target, number, settings.timeout);
+        let remaining = job.deadline.saturating_duration_since(Instant::now());
+        if remaining < MIN_ATTEMPT_TIME {
+            run.deadline_reached = true;
+            break;
+        }
+        let attempt = run_attempt(job, &target, number, settings.timeout.min(remaining));
         let status = attempt.status;
         if status == AttemptStatus::Succeeded {
             run.result = attempt.result.clone();
@@ -209,7 +222,11 @@ pub fn run(job: &Job) -> Run {
             return run;
         }
         run.attempts.push(attempt);
-        if status == AttemptStatus::SpawnFailed {
+        if matches!(status, AttemptStatus::SpawnFailed | AttemptStatus::Interrupted) {
+            break;
+        }
+        if status == AttemptStatus::TimedOut && Instant::now() >= job.deadline {
+            run.deadline_reached = true;
             break;
         }
         if status.transient() && retries_left > 0 {
@@ -228,12 +245,14 @@ pub fn run(job: &Job) -> Run {
     run
 }
 
+/// Options first, then `--`, then the prompt: a request that starts with `--` is never read as
+/// an option (the real CLI takes `claude -p [options] -- PROMPT`, verified on 2.1.329).
 fn child_args(prompt: &str, target: &Target) -> Vec<String> {
-    let mut args = vec!["-p".to_string(), prompt.to_string(), "--output-format".into(), "json".into()];
+    let mut args = vec!["-p".to_string(), "--output-format".into(), "json".into()];
     if target.model != "inherit" {
         args.extend(["--model".to_string(), target.model.clone()]);
     }
-    args.extend(["--agent".to_string(), target.subagent_type.clone()]);
+    args.extend(["--agent".to_string(), target.subagent_type.clone(), "--".into(), prompt.to_string()]);
     args
 }
 
@@ -250,6 +269,7 @@ fn run_attempt(job: &Job, target: &Target, number: u32, timeout: Duration) -> At
             remove_env: PARENT_SESSION_VARS,
             set_env: &[(ORCHESTRATED_VAR, "1")],
             timeout,
+            stdin: None,
             stdout: &stdout,
             stderr: &stderr,
         },
@@ -271,9 +291,16 @@ fn run_attempt(job: &Job, target: &Target, number: u32, timeout: Duration) -> At
     attempt.duration_ms = finished.duration.as_millis() as u64;
     attempt.spawned_after_us = finished.spawned_after.as_micros() as u64;
     attempt.exit_code = finished.status.and_then(|s| s.code());
-    if finished.timed_out {
-        attempt.status = AttemptStatus::TimedOut;
-        return attempt;
+    match finished.ended {
+        spawn::Ended::Exited => {}
+        spawn::Ended::TimedOut => {
+            attempt.status = AttemptStatus::TimedOut;
+            return attempt;
+        }
+        spawn::Ended::Interrupted => {
+            attempt.status = AttemptStatus::Interrupted;
+            return attempt;
+        }
     }
     let report = read_child_report(&attempt.stdout);
     attempt.api_error_status = report.api_error_status;
@@ -301,12 +328,11 @@ struct ChildReport {
 }
 
 fn read_child_report(path: &Path) -> ChildReport {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_CHILD_OUTPUT).read_to_end(&mut bytes));
-    if read.is_err() {
+    // The spawn helper keeps at most MAX_STREAM_BYTES and a line saying what it cut.
+    let cap = spawn::MAX_STREAM_BYTES + 4096;
+    let Ok(Some(bytes)) = crate::fsutil::read_capped(path, cap, crate::fsutil::Links::Refuse) else {
         return ChildReport::default();
-    }
+    };
     // The JSON result is the last line that parses as an object.
     let value = bytes
         .split(|b| *b == b'\n')
@@ -357,6 +383,7 @@ mod tests {
             runs_dir: &runs_dir,
             run_id: "s1-p1",
             started: Instant::now(),
+            deadline: Instant::now() + config.orchestration.deadline,
         };
         (run(&job), tmp)
     }

@@ -121,7 +121,7 @@ pub struct Filter {
     pub until: Option<DateTime<Utc>>,
     pub session: Option<String>,
     pub project: Option<String>,
-    pub mode: Option<String>,
+    pub mode: Option<crate::mode::Mode>,
 }
 
 impl Filter {
@@ -132,7 +132,7 @@ impl Filter {
         if self.project.as_deref().is_some_and(|p| Some(p) != row.project.as_deref()) {
             return false;
         }
-        if self.mode.as_deref().is_some_and(|m| m != row.mode) {
+        if self.mode.is_some_and(|m| m.as_str() != row.mode) {
             return false;
         }
         if self.since.is_none() && self.until.is_none() {
@@ -204,21 +204,58 @@ fn bump(map: &mut BTreeMap<String, Tally>, key: &str, outcome: Outcome) {
     }
 }
 
+/// The longest key kept from a ledger string; longer ones are cut.
+const MAX_KEY_CHARS: usize = 120;
+
+/// A ledger string made safe to show anywhere: control characters (escape sequences, bells,
+/// newlines) and bidirectional overrides become U+FFFD, and it is cut to [`MAX_KEY_CHARS`]. A
+/// ledger may be merged from another machine or hold names a model chose: it is untrusted.
+pub fn displayable(text: &str) -> Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) && text.len() <= MAX_KEY_CHARS {
+        return Cow::Borrowed(text);
+    }
+    let mut clean: String =
+        text.chars().take(MAX_KEY_CHARS).map(|c| if unsafe_char(c) { '\u{fffd}' } else { c }).collect();
+    if text.chars().nth(MAX_KEY_CHARS).is_some() {
+        clean.push('…');
+    }
+    Cow::Owned(clean)
+}
+
+/// The UTC day of a record, `YYYY-MM-DD`, or a placeholder when its time stamp is not one.
+fn day_of(ts: &str) -> &str {
+    let day = ts.as_bytes().get(..10).unwrap_or_default();
+    let shape =
+        day.iter().enumerate().all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() });
+    if day.len() == 10 && shape {
+        &ts[..10]
+    } else {
+        "(invalid date)"
+    }
+}
+
 impl Report {
     /// Adds one closed turn.
     pub fn add(&mut self, row: &OutcomeRow) {
         let outcome = row.outcome;
-        let actual = row.actual.as_deref().unwrap_or(NO_AGENT);
+        let recommended = displayable(&row.recommended);
+        let actual = row.actual.as_deref().map_or(Cow::Borrowed(NO_AGENT), displayable);
         self.overall.add(outcome);
         self.before_enforcement.add(row.unenforced.unwrap_or(outcome));
         self.enforcement.merge(&row.enforcement);
-        bump(&mut self.by_mode, &row.mode, outcome);
-        bump(&mut self.by_recommended, &row.recommended, outcome);
-        bump(&mut self.by_actual, actual, outcome);
-        bump(&mut self.by_day, row.ts.get(..10).unwrap_or(&row.ts), outcome);
-        bump(&mut self.by_project, row.project.as_deref().unwrap_or(NO_AGENT), outcome);
-        *self.matrix.entry((row.recommended.to_string(), actual.to_string())).or_default() += 1;
-        *self.tiers.entry(row.tier.to_string()).or_default() += 1;
+        bump(&mut self.by_mode, &displayable(&row.mode), outcome);
+        bump(&mut self.by_recommended, &recommended, outcome);
+        bump(&mut self.by_actual, &actual, outcome);
+        bump(&mut self.by_day, day_of(&row.ts), outcome);
+        bump(
+            &mut self.by_project,
+            &row.project.as_deref().map_or(Cow::Borrowed(NO_AGENT), displayable),
+            outcome,
+        );
+        *self.matrix.entry((recommended.into_owned(), actual.into_owned())).or_default() += 1;
+        *self.tiers.entry(displayable(&row.tier).into_owned()).or_default() += 1;
     }
 
     /// Folds another partial report (from another chunk or ledger) into this one.
@@ -288,27 +325,47 @@ enum Line {
     Outcome,
 }
 
+const KIND: &[u8] = br#""kind":""#;
 const OUTCOME_KIND: &[u8] = br#""kind":"outcome""#;
 
-/// Sorts a line cheaply: every record this build writes starts `{"v":N,` and ends with `}`.
+/// Sorts a line. Every record marshal writes starts `{"v":N,`, holds `"kind":"...` and ends
+/// with `}`: those are sorted by a byte search. Any other line that is a JSON object (a ledger
+/// written with ordinary spacing, or edited by hand) is parsed to find its `v` and `kind`.
 fn classify_line(line: &[u8]) -> Line {
     let line = line.trim_ascii();
     if line.is_empty() {
         return Line::Blank;
     }
-    let Some(rest) = line.strip_prefix(br#"{"v":"#) else {
+    if line.first() != Some(&b'{') || line.last() != Some(&b'}') {
         return Line::Corrupt;
+    }
+    let compact = line.strip_prefix(br#"{"v":"#).and_then(parse_version);
+    let kind = memchr::memmem::find(line, KIND);
+    let (version, is_outcome) = match (compact, kind) {
+        (Some(v), Some(_)) => (v, memchr::memmem::find(line, OUTCOME_KIND).is_some()),
+        _ => match serde_json::from_slice::<Probe>(line) {
+            Ok(Probe { v: Some(v), kind }) => (v, kind.as_deref() == Some("outcome")),
+            _ => return Line::Corrupt,
+        },
     };
-    if line.last() != Some(&b'}') {
-        return Line::Corrupt;
-    }
-    let version = parse_version(rest);
     match version {
-        None => Line::Corrupt,
-        Some(v) if v > RECORD_VERSION => Line::Newer,
-        Some(_) if memchr::memmem::find(line, OUTCOME_KIND).is_some() => Line::Outcome,
-        Some(_) => Line::Other,
+        v if v > RECORD_VERSION => Line::Newer,
+        _ if is_outcome => Line::Outcome,
+        _ => Line::Other,
     }
+}
+
+/// The two fields that sort a line marshal did not write itself.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(default, deserialize_with = "lenient_version")]
+    v: Option<u32>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+}
+
+fn lenient_version<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    Ok(serde_json::Value::deserialize(deserializer)?.as_u64().and_then(|v| u32::try_from(v).ok()))
 }
 
 /// The leading digits of `rest` as a version number (at most 9 digits).
@@ -536,7 +593,7 @@ mod tests {
 
     #[test]
     fn filters() {
-        let by_mode = Filter { mode: Some("orchestrate".into()), ..Default::default() };
+        let by_mode = Filter { mode: Some(crate::mode::Mode::Orchestrate), ..Default::default() };
         assert_eq!(report_of(&sample_ledger(), &by_mode, 1).overall.followed, 2);
         let since = Filter { since: Some("2026-11-02T00:00:00Z".parse().unwrap()), ..Default::default() };
         // 2026-11-02: ignored, followed, followed; 2026-11-03: deviated (interrupted not counted).
@@ -594,6 +651,31 @@ mod tests {
             Tally { followed: 1, deviated: 2, ignored: 1, ..Default::default() }
         );
         assert_eq!(report.enforcement, Actions { warned: 1, denied: 1, rewritten: 0, nudged: 1 });
+    }
+
+    #[test]
+    fn untrusted_strings_become_displayable_keys() {
+        assert_eq!(displayable("haiku-general"), "haiku-general");
+        assert_eq!(displayable("\u{1b}[2Jx\u{7}\n"), "\u{fffd}[2Jx\u{fffd}\u{fffd}");
+        assert_eq!(displayable("a\u{202e}b"), "a\u{fffd}b");
+        assert_eq!(displayable(&"x".repeat(500)).chars().count(), MAX_KEY_CHARS + 1);
+        assert_eq!(day_of("2026-11-01T10:00:00Z"), "2026-11-01");
+        assert_eq!(day_of("2026-11-0\u{e9}<img>"), "(invalid date)");
+        assert_eq!(day_of("short"), "(invalid date)");
+    }
+
+    #[test]
+    fn lines_in_any_json_spacing_are_read() {
+        let compact =
+            outcome_line("2026-11-01", "directive", "haiku-general", "followed", Some("haiku-general"));
+        let value: serde_json::Value = serde_json::from_str(&compact).unwrap();
+        let spaced = serde_json::to_string_pretty(&value).unwrap().replace('\n', " ");
+        let reordered = value.to_string(); // keys sorted: `v` is no longer first
+        let text =
+            format!("{spaced}\n{reordered}\n{{\"v\": 9, \"kind\": \"outcome\"}}\n{{\"kind\": \"route\"}}\n");
+        let report = report_of(&text, &Filter::default(), 1);
+        assert_eq!(report.overall.followed, 2);
+        assert_eq!(report.skipped, Skipped { corrupt: 1, torn: 0, newer_version: 1 });
     }
 
     #[test]

@@ -5,8 +5,13 @@
 //! the file. Appending to an existing file costs microseconds, where replacing a file (create
 //! a temp file, rename it over) costs a few hundred on ext4, on every prompt. The rare rewrite
 //! (more turns open than allowed) still replaces the file atomically. All under the store lock.
+//!
+//! Closing turns writes to two files, so it is a small commit: a `commit` line names the turns
+//! closed and the exact ledger lines about to be appended at which offset; then the ledger is
+//! appended; then the journal is emptied. A hook killed in between leaves the `commit` line, and
+//! the next hook finishes it: it appends the lines only if they are not already at that offset.
+//! So every turn gets exactly one outcome.
 
-use std::io::BufRead;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -31,6 +36,19 @@ pub const COMPACT_AFTER_BYTES: u64 = 16 * 1024;
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SessionState {
     pub open_turns: Vec<OpenTurn>,
+    /// A close that was begun but not seen through (its hook was killed).
+    pub pending: Option<Commit>,
+}
+
+/// Ledger lines that close turns, and where in the ledger they go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// The ledger's length before the append.
+    pub ledger_offset: u64,
+    /// The exact bytes appended (whole lines).
+    pub lines: String,
+    /// The prompt ids of the turns these lines close.
+    pub closes: Vec<Option<String>>,
 }
 
 /// A routed turn waiting for its Stop.
@@ -108,6 +126,10 @@ pub enum JournalEntry {
     },
     /// The Stop hook stopped the turn once to ask for delegation.
     Nudge { prompt_id: Option<String> },
+    /// Turns are being closed with these ledger lines (see the module docs).
+    Commit(Commit),
+    /// The last commit's lines are in the ledger.
+    Committed,
 }
 
 impl SessionState {
@@ -132,6 +154,11 @@ impl SessionState {
                     turn.nudged = true;
                 }
             }
+            JournalEntry::Commit(commit) => {
+                self.open_turns.retain(|t| !commit.closes.contains(&t.prompt_id));
+                self.pending = Some(commit);
+            }
+            JournalEntry::Committed => self.pending = None,
         }
     }
 }
@@ -145,38 +172,25 @@ pub struct Loaded {
 }
 
 /// Folds the journal at `path`; a missing file is an empty session. Lines that do not parse
-/// (a torn write, another version) are skipped and reported, never fatal.
+/// (a torn write, another version) are skipped and reported, never fatal. The file is read
+/// bounded and never through a link.
 pub fn load(path: &Path) -> Loaded {
     let mut state = SessionState::default();
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Loaded { state, problem: None, bytes: 0 }
-        }
+    let content = match fsutil::read_capped(path, MAX_JOURNAL_BYTES, fsutil::Links::Refuse) {
+        Ok(Some(content)) => content,
+        Ok(None) => return Loaded { state, problem: None, bytes: 0 },
         Err(err) => {
-            let problem =
-                Some(format!("could not read session journal {}: {err}; starting over", path.display()));
-            return Loaded { state, problem, bytes: 0 };
+            let problem = Some(format!("session journal: {err:#}; starting over"));
+            return Loaded { state, problem, bytes: MAX_JOURNAL_BYTES + 1 };
         }
     };
-    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if bytes > MAX_JOURNAL_BYTES {
-        let problem = Some(format!(
-            "session journal {} is over {MAX_JOURNAL_BYTES} bytes; starting over",
-            path.display()
-        ));
-        return Loaded { state, problem, bytes };
-    }
+    let bytes = content.len() as u64;
     let mut skipped = 0;
-    for line in std::io::BufReader::new(file).split(b'\n') {
-        let Ok(line) = line else {
-            skipped += 1;
-            break;
-        };
+    for line in content.split(|b| *b == b'\n') {
         if line.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<JournalLine>(&line) {
+        match serde_json::from_slice::<JournalLine>(line) {
             Ok(parsed) if parsed.v == SESSION_STATE_VERSION => state.apply(parsed.entry),
             _ => skipped += 1,
         }
@@ -194,7 +208,8 @@ pub fn append(path: &Path, entry: JournalEntry) -> Result<()> {
     fsutil::append_lines(path, &bytes)
 }
 
-/// Replaces the journal with exactly `state`'s open turns (atomically), or empties it.
+/// Replaces the journal with exactly `state`'s open turns (atomically), or empties it. A pending
+/// commit is dropped: callers finish it first.
 pub fn rewrite(path: &Path, state: &SessionState) -> Result<()> {
     if state.open_turns.is_empty() {
         return clear(path);
@@ -211,11 +226,10 @@ pub fn rewrite(path: &Path, state: &SessionState) -> Result<()> {
 /// Empties the journal: no turn is open. The empty file is kept, so the session's next prompt
 /// appends to it instead of creating a file.
 pub fn clear(path: &Path) -> Result<()> {
-    match std::fs::OpenOptions::new().write(true).open(path) {
-        Ok(file) => file.set_len(0).with_context(|| format!("could not empty {}", path.display())),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("could not open {}", path.display())),
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
     }
+    fsutil::open_read_write(path)?.set_len(0).with_context(|| format!("could not empty {}", path.display()))
 }
 
 /// Deletes the journal: the session is over.
@@ -300,7 +314,7 @@ mod tests {
         append(&path, JournalEntry::Open(turn("p1"))).unwrap();
         clear(&path).unwrap();
         assert!(path.exists() && !has_entries(&path));
-        let state = SessionState { open_turns: vec![turn("p2"), turn("p3")] };
+        let state = SessionState { open_turns: vec![turn("p2"), turn("p3")], pending: None };
         rewrite(&path, &state).unwrap();
         assert_eq!(load(&path).state, state);
         clear(&tmp.path().join("missing.jsonl")).unwrap();
@@ -320,5 +334,12 @@ mod tests {
         // The next append starts on a fresh line after the torn one.
         append(&path, call("p1", "x")).unwrap();
         assert_eq!(load(&path).state.open_turns[0].calls[0].subagent_type, "x");
+        // A commit closes its turns and stays pending until it is marked done.
+        let commit = Commit { ledger_offset: 7, lines: "x\n".into(), closes: vec![Some("p1".into())] };
+        append(&path, JournalEntry::Commit(commit.clone())).unwrap();
+        let state = load(&path).state;
+        assert_eq!((state.open_turns.len(), state.pending), (0, Some(commit)));
+        append(&path, JournalEntry::Committed).unwrap();
+        assert_eq!(load(&path).state.pending, None);
     }
 }

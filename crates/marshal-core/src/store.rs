@@ -1,18 +1,38 @@
-//! The state directory's layout: the ledger, per-session files, the lock and the log.
+//! The state directory: every path under it, its one lock, and whether it can be trusted.
+//!
+//! No other module names a file in the state directory; they ask a [`Store`] for the path.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
-use crate::ledger::LEDGER_FILE;
 use crate::lock::{lock_exclusive, LockGuard, HOOK_LOCK_BUDGET};
 use crate::{fsutil, paths};
 
+const LEDGER_FILE: &str = "ledger.jsonl";
 const SESSIONS_DIR: &str = "sessions";
+const RUNS_DIR: &str = "runs";
 const LOCK_FILE: &str = "state.lock";
-/// Everything marshal itself may have put in its state directory before the first lock.
-const MARSHAL_FILES: &[&str] =
-    &[SESSIONS_DIR, crate::discovery::CACHE_FILE, crate::history::HISTORY_FILE, crate::log::LOG_FILE];
+const LOG_FILE: &str = "marshal.log";
+const LOG_FILE_ROTATED: &str = "marshal.log.1";
+const HISTORY_FILE: &str = "history.json";
+const AGENTS_CACHE_FILE: &str = "agents-cache.json";
+const CLEAN_UP_MARKER: &str = "last-clean-up";
+const LOGGED_PROBLEMS_FILE: &str = "logged-problems";
+
+/// Everything marshal itself may put in its state directory.
+const MARSHAL_NAMES: &[&str] = &[
+    LEDGER_FILE,
+    SESSIONS_DIR,
+    RUNS_DIR,
+    LOCK_FILE,
+    LOG_FILE,
+    LOG_FILE_ROTATED,
+    HISTORY_FILE,
+    AGENTS_CACHE_FILE,
+    CLEAN_UP_MARKER,
+    LOGGED_PROBLEMS_FILE,
+];
 
 /// A state directory. Nothing is created until something is written.
 #[derive(Debug, Clone)]
@@ -25,51 +45,74 @@ impl Store {
         Store { dir: dir.into() }
     }
 
+    /// The store in `dir`, if marshal may keep records there: a directory of this user's that
+    /// no one else can write to (see [`fsutil::untrusted_state_dir`]). A loose directory that
+    /// holds only marshal's own files is narrowed to 0700 on the way.
+    pub fn trusted(dir: &Path) -> Result<Store> {
+        if let Some(why) = fsutil::untrusted_state_dir(dir, MARSHAL_NAMES) {
+            bail!("state directory {} is {why}: routing, not recording", dir.display());
+        }
+        Ok(Store::new(dir))
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The append-only record of every routed turn ([`crate::ledger`]).
     pub fn ledger_path(&self) -> PathBuf {
         self.dir.join(LEDGER_FILE)
     }
 
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.dir.join(SESSIONS_DIR)
+    }
+
     /// The journal of a session; the id is made safe, so it never leaves `sessions/`.
     pub fn session_path(&self, session: &str) -> PathBuf {
-        self.dir.join(SESSIONS_DIR).join(format!("{}.jsonl", paths::safe_file_stem(session)))
+        self.sessions_dir().join(format!("{}.jsonl", paths::safe_file_stem(session)))
+    }
+
+    /// Each orchestration attempt's output (`<run>-<n>.out` and `.err`).
+    pub fn runs_dir(&self) -> PathBuf {
+        self.dir.join(RUNS_DIR)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(LOG_FILE)
+    }
+
+    pub fn rotated_log_path(&self) -> PathBuf {
+        self.dir.join(LOG_FILE_ROTATED)
+    }
+
+    /// The per-task outcome summary routing reads ([`crate::history`]).
+    pub fn history_path(&self) -> PathBuf {
+        self.dir.join(HISTORY_FILE)
+    }
+
+    /// Discovered agents, reused while their folders are unchanged ([`crate::discovery`]).
+    pub fn agents_cache_path(&self) -> PathBuf {
+        self.dir.join(AGENTS_CACHE_FILE)
+    }
+
+    /// Its age says when old journals and outputs were last removed.
+    pub fn clean_up_marker(&self) -> PathBuf {
+        self.dir.join(CLEAN_UP_MARKER)
+    }
+
+    /// A digest of the configuration problems last logged, so each is logged once per change.
+    pub fn logged_problems_path(&self) -> PathBuf {
+        self.dir.join(LOGGED_PROBLEMS_FILE)
     }
 
     /// Takes the store's one exclusive lock (ledger and session files alike), creating the
     /// directories it needs. Waits at most [`HOOK_LOCK_BUDGET`].
     pub fn lock(&self) -> Result<LockGuard> {
         // Creates the state directory too: every level marshal creates gets mode 0700.
-        fsutil::ensure_private_dir(&self.dir.join(SESSIONS_DIR))?;
-        self.tighten_state_dir();
+        fsutil::ensure_private_dir(&self.sessions_dir())?;
         lock_exclusive(&self.dir.join(LOCK_FILE), HOOK_LOCK_BUDGET)
     }
-
-    /// Claude Code creates the plugin's data directory with mode 0755; marshal's records are
-    /// private, so on first use (the directory holds nothing but what marshal just created) it
-    /// is narrowed to 0700. A directory that already held other files when marshal first used
-    /// it is shared (someone pointed `MARSHAL_STATE_DIR` at it) and is left alone.
-    #[cfg(unix)]
-    fn tighten_state_dir(&self) {
-        use std::os::unix::fs::PermissionsExt;
-        let Ok(meta) = std::fs::metadata(&self.dir) else { return };
-        if meta.permissions().mode() & 0o077 == 0 {
-            return;
-        }
-        let first_use = std::fs::read_dir(&self.dir).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .all(|e| e.file_name().to_str().is_some_and(|name| MARSHAL_FILES.contains(&name)))
-        });
-        if first_use {
-            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
-        }
-    }
-
-    #[cfg(not(unix))]
-    fn tighten_state_dir(&self) {}
 }
 
 #[cfg(test)]
@@ -78,23 +121,35 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn a_loose_state_dir_of_ours_is_narrowed_but_a_shared_one_is_left_alone() {
+    fn a_loose_state_dir_of_ours_is_narrowed_but_a_writable_or_planted_one_is_refused() {
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let set = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let ours = tmp.path().join("plugin-data");
         std::fs::create_dir(&ours).unwrap();
-        std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o755)).unwrap();
-        drop(Store::new(&ours).lock().unwrap());
-        assert_eq!(mode(&ours), 0o700);
+        set(&ours, 0o775);
+        Store::trusted(&ours).unwrap();
+        assert_eq!(mode(&ours), 0o700, "narrowed on first use");
 
+        // Readable by others with someone else's file in it: left alone, still usable.
         let shared = tmp.path().join("shared");
         std::fs::create_dir(&shared).unwrap();
         std::fs::write(shared.join("someone-elses-file"), "x").unwrap();
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
-        drop(Store::new(&shared).lock().unwrap());
-        drop(Store::new(&shared).lock().unwrap());
+        set(&shared, 0o755);
+        Store::trusted(&shared).unwrap();
         assert_eq!(mode(&shared), 0o755);
+
+        // Writable by others, with a link planted: refused, and not narrowed.
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", open.join(HISTORY_FILE)).unwrap();
+        set(&open, 0o777);
+        let err = Store::trusted(&open).unwrap_err().to_string();
+        assert!(err.contains("writable by others") && err.contains("not recording"), "{err}");
+        assert_eq!(mode(&open), 0o777);
+
+        assert!(Store::trusted(&tmp.path().join("not-yet")).is_ok(), "created 0700 when first written");
     }
 
     #[test]

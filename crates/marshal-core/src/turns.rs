@@ -2,8 +2,10 @@
 //!
 //! A routed turn opens at UserPromptSubmit, collects the main agent's Agent calls at
 //! PreToolUse (enforcing the routing at the configured level), and closes with a compliance
-//! outcome at Stop, unless the Stop nudge asks the model to delegate first. Every change happens
-//! under the store lock; nothing here prints.
+//! outcome at Stop, unless the Stop nudge asks the model to delegate first. Every change to the
+//! ledger, the session journals and the history happens under the store lock; closing turns is
+//! a commit (see [`crate::session`]), so each turn gets exactly one outcome even when a hook is
+//! killed half-way. Nothing here prints.
 
 use anyhow::Result;
 
@@ -11,12 +13,12 @@ use crate::agents::normalize_agent_name;
 use crate::compliance::{classify, Outcome, Verdict as Classified};
 use crate::enforcement::{self, Action, Level, Routed, Verdict};
 use crate::event::{AgentCall, Event, TurnKey};
-use crate::history::{History, HISTORY_FILE};
+use crate::history::History;
 use crate::ledger::{self, ClosedBy, Enforcement, Record, RecordBody};
 use crate::mode::{Mode, ModeDecision};
 use crate::orchestrate;
 use crate::routing::{self, Decision, Recommendation};
-use crate::session::{self, JournalEntry, OpenTurn, SessionState, MAX_OPEN_TURNS};
+use crate::session::{self, Commit, JournalEntry, OpenTurn, SessionState, MAX_OPEN_TURNS};
 use crate::store::Store;
 
 /// What a hook tells Claude Code.
@@ -107,8 +109,7 @@ pub fn handle(
             close_turns(store, &key, settings.nudge && !stop_hook_active, now)
         }
         Event::SessionEnd { key } => {
-            let mut warnings = end_session(store, &key, now)?;
-            warnings.extend(clean_up(store, settings.retention));
+            let warnings = end_session(store, &key, now, settings.retention)?;
             Ok((HookResponse::Silent, warnings))
         }
         Event::SubagentStop { key, agent_id, agent_type } => {
@@ -157,13 +158,69 @@ fn record(key: &TurnKey, now: &str, body: RecordBody) -> Record {
     Record::new(now.to_string(), key.session.clone(), key.prompt_id.clone(), body)
 }
 
-/// Loads a session's open turns. The flag asks for a clean rewrite: a journal with unreadable
+/// Loads a session's open turns (the caller holds the lock), first finishing a close that a
+/// killed hook left half done. The flag asks for a clean rewrite: a journal with unreadable
 /// lines (so the problem is logged once, not on every event) or one grown past its size.
 fn load_session(store: &Store, session: &str, warnings: &mut Warnings) -> (SessionState, bool) {
-    let loaded = session::load(&store.session_path(session));
+    let path = store.session_path(session);
+    let mut loaded = session::load(&path);
     let rewrite = loaded.problem.is_some() || loaded.bytes > session::COMPACT_AFTER_BYTES;
     warnings.extend(loaded.problem);
+    if let Some(commit) = loaded.state.pending.take() {
+        match finish_commit(store, &commit, warnings) {
+            Ok(()) => {
+                if let Err(err) = session::append(&path, JournalEntry::Committed) {
+                    warnings.push(format!("could not mark a finished close in the journal: {err:#}"));
+                }
+            }
+            Err(err) => warnings.push(format!("a half-done close could not be finished yet: {err:#}")),
+        }
+    }
     (loaded.state, rewrite)
+}
+
+/// Appends `records`, which close the turns `closes`, as a commit: the journal says what is about
+/// to be appended where, then the ledger is appended, then the history learns. The caller then
+/// empties or rewrites the journal, which ends the commit.
+fn commit_close(
+    store: &Store,
+    journal: &std::path::Path,
+    records: &[Record],
+    closes: Vec<Option<String>>,
+    warnings: &mut Warnings,
+) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let lines = ledger::encode(records)?;
+    let ledger_path = store.ledger_path();
+    let commit = Commit {
+        ledger_offset: ledger::len(&ledger_path),
+        lines: String::from_utf8(lines).map_err(|e| anyhow::anyhow!("a ledger record is not UTF-8: {e}"))?,
+        closes,
+    };
+    session::append(journal, JournalEntry::Commit(commit.clone()))?;
+    crate::fsutil::append_lines(&ledger_path, commit.lines.as_bytes())?;
+    update_history(store, records, warnings);
+    Ok(())
+}
+
+/// Sees a commit a killed hook began through: its lines are appended unless the ledger already
+/// holds them where the commit said.
+fn finish_commit(store: &Store, commit: &Commit, warnings: &mut Warnings) -> Result<()> {
+    let ledger_path = store.ledger_path();
+    if ledger::holds_at(&ledger_path, commit.ledger_offset, commit.lines.as_bytes()) {
+        return Ok(());
+    }
+    crate::fsutil::append_lines(&ledger_path, commit.lines.as_bytes())?;
+    let mut records = Vec::new();
+    ledger::read(commit.lines.as_bytes(), |r| records.push(r))?;
+    update_history(store, &records, warnings);
+    warnings.push(format!(
+        "finished closing {} turn(s) that a killed hook had begun to close",
+        commit.closes.len()
+    ));
+    Ok(())
 }
 
 /// The route record of a turn; the prompt's text only with `store_prompt` (privacy).
@@ -204,7 +261,8 @@ fn open_turn(store: &Store, routed: &RoutedPrompt, now: &str) -> Result<Warnings
         let oldest = state.open_turns.remove(0);
         records.push(outcome_record(key, &oldest, ClosedBy::Overflow, now));
     }
-    records.push(route_record(routed, mode, now));
+    let closes: Vec<Option<String>> = records.iter().map(|r| r.prompt_id.clone()).collect();
+    let route = route_record(routed, mode, now);
     let turn = OpenTurn {
         prompt_id: key.prompt_id.clone(),
         task: rec.task.clone(),
@@ -219,13 +277,16 @@ fn open_turn(store: &Store, routed: &RoutedPrompt, now: &str) -> Result<Warnings
         calls: Vec::new(),
         nudged: false,
     };
-    ledger::append(&store.ledger_path(), &records)?;
+    // Overflowed turns close as a commit; the new turn is in the journal before its route
+    // record is in the ledger, so a hook killed in between costs a route record, never an outcome.
+    commit_close(store, &path, &records, closes, &mut warnings)?;
     if overflow || needs_rewrite {
         state.open_turns.push(turn);
         session::rewrite(&path, &state)?;
     } else {
         session::append(&path, JournalEntry::Open(turn))?;
     }
+    ledger::append(&store.ledger_path(), &[route])?;
     Ok(warnings)
 }
 
@@ -277,10 +338,11 @@ fn record_call(
         original: original.clone(),
         action,
     };
-    ledger::append(&store.ledger_path(), &[record(key, now, body)])?;
+    // The journal decides the outcome, so it learns of the call first.
     if let Some(prompt_id) = turn_prompt_id {
         session::append(&path, JournalEntry::Call { prompt_id, subagent_type: effective, original, action })?;
     }
+    ledger::append(&store.ledger_path(), &[record(key, now, body)])?;
     let response = match verdict {
         Verdict::Allow(_) => HookResponse::Silent,
         Verdict::Warn(text) => HookResponse::ToolContext(text),
@@ -357,19 +419,18 @@ fn close_turns(store: &Store, key: &TurnKey, nudge: bool, now: &str) -> Result<(
     let to_nudge = state.open_turns.iter().find(|turn| {
         nudge && own(turn) && !turn.nudged && turn.calls.iter().all(|c| c.action == Action::Denied)
     });
-    let records: Vec<Record> = state
-        .open_turns
+    let closing: Vec<&OpenTurn> = state.open_turns.iter().filter(|turn| Some(*turn) != to_nudge).collect();
+    let records: Vec<Record> = closing
         .iter()
-        .filter(|turn| Some(*turn) != to_nudge)
         .map(|turn| {
             outcome_record(key, turn, if own(turn) { ClosedBy::Stop } else { ClosedBy::LaterStop }, now)
         })
         .collect();
-    ledger::append(&store.ledger_path(), &records)?;
-    update_history(store, &records, &mut warnings);
+    let closes = closing.iter().map(|turn| turn.prompt_id.clone()).collect();
+    commit_close(store, &path, &records, closes, &mut warnings)?;
     match to_nudge {
         Some(turn) => {
-            let kept = SessionState { open_turns: vec![turn.clone()] };
+            let kept = SessionState { open_turns: vec![turn.clone()], pending: None };
             session::rewrite(&path, &kept)?;
             session::append(&path, JournalEntry::Nudge { prompt_id: turn.prompt_id.clone() })?;
             Ok((
@@ -385,40 +446,51 @@ fn close_turns(store: &Store, key: &TurnKey, nudge: bool, now: &str) -> Result<(
 }
 
 /// The session is over: turns still open never got their Stop. They are closed (outcome from
-/// their calls, else `interrupted`) and the session's journal is removed.
-fn end_session(store: &Store, key: &TurnKey, now: &str) -> Result<Warnings> {
+/// their calls, else `interrupted`), the session's journal is removed, and old files are cleaned up.
+fn end_session(store: &Store, key: &TurnKey, now: &str, retention: std::time::Duration) -> Result<Warnings> {
     let mut warnings = Vec::new();
     let path = store.session_path(&key.session);
-    if !path.exists() {
+    let journal_exists = std::fs::symlink_metadata(&path).is_ok();
+    if !journal_exists && clean_up_is_recent(store) {
         return Ok(warnings);
     }
     let _guard = store.lock()?;
-    let (state, _) = load_session(store, &key.session, &mut warnings);
-    let records: Vec<Record> =
-        state.open_turns.iter().map(|turn| outcome_record(key, turn, ClosedBy::SessionEnd, now)).collect();
-    ledger::append(&store.ledger_path(), &records)?;
-    update_history(store, &records, &mut warnings);
-    session::remove(&path)?;
+    if journal_exists {
+        let (state, _) = load_session(store, &key.session, &mut warnings);
+        let records: Vec<Record> = state
+            .open_turns
+            .iter()
+            .map(|turn| outcome_record(key, turn, ClosedBy::SessionEnd, now))
+            .collect();
+        let closes = state.open_turns.iter().map(|turn| turn.prompt_id.clone()).collect();
+        commit_close(store, &path, &records, closes, &mut warnings)?;
+        session::remove(&path)?;
+    }
+    warnings.extend(clean_up(store, retention));
     Ok(warnings)
 }
 
 /// How often, at most, session ends look for old files.
 const CLEAN_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-const CLEAN_UP_MARKER: &str = "last-clean-up";
+
+/// Whether the last clean-up was within [`CLEAN_UP_EVERY`] (the marker file's age says).
+fn clean_up_is_recent(store: &Store) -> bool {
+    std::fs::symlink_metadata(store.clean_up_marker())
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < CLEAN_UP_EVERY))
+}
 
 /// Removes session journals left by sessions that crashed, and orchestration outputs, older
-/// than `retention`. At most once an hour (a marker file's age says when it last ran).
+/// than `retention`. At most once an hour. The caller holds the store lock.
 fn clean_up(store: &Store, retention: std::time::Duration) -> Option<String> {
-    let marker = store.dir().join(CLEAN_UP_MARKER);
-    let recent = std::fs::metadata(&marker)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < CLEAN_UP_EVERY));
-    if recent {
+    if clean_up_is_recent(store) {
         return None;
     }
-    let _ = std::fs::write(&marker, b"");
-    let sessions = crate::fsutil::remove_older_than(&store.dir().join("sessions"), retention);
-    let runs = crate::fsutil::remove_older_than(&store.dir().join(orchestrate::RUNS_DIR), retention);
+    if let Err(err) = crate::fsutil::create_private(&store.clean_up_marker()) {
+        return Some(format!("clean-up skipped: {err:#}"));
+    }
+    let sessions = crate::fsutil::remove_older_than(&store.sessions_dir(), retention);
+    let runs = crate::fsutil::remove_older_than(&store.runs_dir(), retention);
     (sessions + runs > 0).then(|| {
         format!("clean-up: removed {sessions} session journal(s) and {runs} orchestration output(s) older than {} days", retention.as_secs() / 86_400)
     })
@@ -439,7 +511,7 @@ fn update_history(store: &Store, records: &[Record], warnings: &mut Warnings) {
     if closed.is_empty() {
         return;
     }
-    let path = store.dir().join(HISTORY_FILE);
+    let path = store.history_path();
     let mut history = History::load(&path);
     for (task, outcome, escalations) in closed {
         history.record(task, outcome);
@@ -818,8 +890,8 @@ mod tests {
     #[test]
     fn orchestrate_mode_without_a_cli_falls_back_to_the_directive() {
         let mut h = Harness::new();
-        let unattended = crate::mode::ModeEnv { entrypoint: Some("sdk-cli".into()), ..Default::default() };
-        h.mode = crate::mode::detect(&unattended, &Default::default());
+        let asked = crate::mode::ModeEnv { marshal_mode: Some("orchestrate".into()), ..Default::default() };
+        h.mode = crate::mode::detect(&asked, &Default::default());
         assert_eq!(h.mode.mode, Mode::Orchestrate);
         let HookResponse::AdditionalContext(directive) = h.prompt("p1", "rename foo to bar") else {
             panic!()
@@ -829,6 +901,44 @@ mod tests {
         let RecordBody::Route { mode, mode_reason, .. } = &records[0].body else { panic!() };
         assert_eq!(*mode, Mode::Directive);
         assert!(mode_reason.contains("Claude Code CLI was not found"), "{mode_reason}");
+    }
+
+    #[test]
+    fn a_stop_killed_after_its_ledger_append_closes_nothing_twice() {
+        let h = Harness::new();
+        h.prompt("p1", "rename foo to bar");
+        h.call("p1", "marshal:haiku-general", None);
+        // A Stop killed right after appending its outcome, before emptying the journal.
+        let key = TurnKey { session: "s1".into(), prompt_id: Some("p1".into()), project: None };
+        let journal = h.store.session_path("s1");
+        let (state, _) = load_session(&h.store, "s1", &mut Vec::new());
+        let record = outcome_record(&key, &state.open_turns[0], ClosedBy::Stop, "2026-11-21T05:00:01.000Z");
+        commit_close(&h.store, &journal, &[record], vec![Some("p1".into())], &mut Vec::new()).unwrap();
+        h.stop("p1");
+        h.session_end();
+        assert_eq!(h.outcomes(), vec![(p("p1"), Outcome::Followed, p("haiku-general"), ClosedBy::Stop)]);
+    }
+
+    #[test]
+    fn a_stop_killed_before_its_ledger_append_still_closes_its_turn_once() {
+        let h = Harness::new();
+        h.prompt("p1", "rename foo to bar");
+        h.call("p1", "marshal:haiku-general", None);
+        // Killed after the journal's commit line, before the ledger append.
+        let key = TurnKey { session: "s1".into(), prompt_id: Some("p1".into()), project: None };
+        let journal = h.store.session_path("s1");
+        let (state, _) = load_session(&h.store, "s1", &mut Vec::new());
+        let record = outcome_record(&key, &state.open_turns[0], ClosedBy::Stop, "2026-11-21T05:00:01.000Z");
+        let lines = String::from_utf8(ledger::encode(&[record]).unwrap()).unwrap();
+        let offset = ledger::len(&h.store.ledger_path());
+        let commit = Commit { ledger_offset: offset, lines, closes: vec![Some("p1".into())] };
+        session::append(&journal, JournalEntry::Commit(commit)).unwrap();
+        // Any later hook of the session finishes it, once.
+        h.prompt("p2", "rename a to b");
+        h.stop("p2");
+        h.session_end();
+        let closed: Vec<_> = h.outcomes().into_iter().map(|o| o.0).collect();
+        assert_eq!(closed, vec![p("p1"), p("p2")]);
     }
 
     #[test]

@@ -96,9 +96,19 @@ pub fn pre_tool_rewrite(input: &serde_json::Value) -> serde_json::Value {
     serde_json::json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "updatedInput": input}})
 }
 
-/// Stop (or UserPromptSubmit): block, with `reason` for the model (Stop) or the user.
+/// Stop: block, with `reason` for the model.
 pub fn block(reason: &str) -> serde_json::Value {
     serde_json::json!({"decision": "block", "reason": reason})
+}
+
+/// UserPromptSubmit: no model call; Claude Code shows `answer` (the orchestrated result) as the
+/// block message, without the "Original prompt:" suffix it would otherwise add.
+pub fn block_prompt(answer: &str) -> serde_json::Value {
+    serde_json::json!({
+        "decision": "block",
+        "reason": answer,
+        "hookSpecificOutput": {"hookEventName": "UserPromptSubmit", "suppressOriginalPrompt": true},
+    })
 }
 
 /// Parses a hook event. JavaScript may emit lone UTF-16 surrogates (`"\ud83d"`), which strict

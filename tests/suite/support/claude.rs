@@ -52,6 +52,20 @@ impl Sandbox {
     /// Copies the shipped plugin files into a private plugin folder (so tests never touch the
     /// repo's bin/) and runs its install.sh with the binaries built for this test run.
     pub fn installed() -> Sandbox {
+        let sandbox = Sandbox::bare();
+        let out = sandbox.install_sh(&["--binaries", built_binaries_dir().to_str().expect("utf-8 path")]);
+        assert!(
+            out.status.success(),
+            "install.sh failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sandbox
+    }
+
+    /// The same folders with the plugin's files copied but nothing installed: Claude Code as it
+    /// is without marshal.
+    pub fn bare() -> Sandbox {
         let root = tempfile::tempdir().expect("tempdir");
         let home = root.path().join("home");
         let plugin = root.path().join("plugin");
@@ -64,15 +78,7 @@ impl Sandbox {
         }
         let tmp = root.path().join("tmp");
         std::fs::create_dir_all(&tmp).expect("mkdir");
-        let sandbox = Sandbox { _root: root, home, plugin, project, tmp };
-        let out = sandbox.install_sh(&["--binaries", built_binaries_dir().to_str().expect("utf-8 path")]);
-        assert!(
-            out.status.success(),
-            "install.sh failed:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        sandbox
+        Sandbox { _root: root, home, plugin, project, tmp }
     }
 
     pub fn install_sh(&self, args: &[&str]) -> Output {
@@ -82,22 +88,29 @@ impl Sandbox {
         run_with_limit(&mut command, Duration::from_secs(300))
     }
 
-    /// Runs `claude -p PROMPT` in the project folder against `api`. `claude -p` stands in for an
-    /// interactive session here, so MARSHAL_MODE is `directive` unless `extra_env` says otherwise
-    /// (auto-detection would pick orchestrate mode for `claude -p`).
+    /// Runs `claude -p PROMPT` in the project folder against `api`, with marshal's defaults
+    /// (directive mode) unless `extra_env` says otherwise.
     pub fn claude_p(&self, api: &FakeApi, prompt: &str, extra_env: &[(&str, &str)]) -> ClaudeRun {
         let mut command = Command::new(claude_bin());
         self.offline_env(&mut command);
         command
             .args(["-p", prompt, "--output-format", "json", "--allowedTools", "Agent"])
             .current_dir(&self.project)
-            .env("ANTHROPIC_BASE_URL", api.base_url())
-            .env("MARSHAL_MODE", "directive");
+            .env("ANTHROPIC_BASE_URL", api.base_url());
         for (key, value) in extra_env {
             command.env(key, value);
         }
         let output = run_with_limit(&mut command, CLAUDE_RUN_LIMIT);
         ClaudeRun { output }
+    }
+
+    /// `program` in the project folder with the sandbox's clean, offline environment, talking
+    /// to `api`.
+    pub fn command(&self, program: &Path, api: &FakeApi) -> Command {
+        let mut command = Command::new(program);
+        self.offline_env(&mut command);
+        command.current_dir(&self.project).env("ANTHROPIC_BASE_URL", api.base_url());
+        command
     }
 
     /// A clean environment: nothing of the developer's own Claude Code setup leaks in, and

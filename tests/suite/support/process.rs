@@ -6,12 +6,24 @@ use std::time::{Duration, Instant};
 
 /// Runs `command` to completion or kills it after `limit` and panics with what it printed.
 pub fn run_with_limit(command: &mut Command, limit: Duration) -> Output {
+    run_with_input(command, None, limit)
+}
+
+/// As [`run_with_limit`], with `input` written to the child's stdin (closed after it; `None`:
+/// no stdin at all). A writer thread, so a child that stops reading early cannot block the test.
+pub fn run_with_input(command: &mut Command, input: Option<&[u8]>, limit: Duration) -> Output {
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("could not start {command:?}: {e}"));
+    let writer = child.stdin.take().zip(input.map(<[u8]>::to_vec)).map(|(mut pipe, bytes)| {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&bytes);
+        })
+    });
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
     let out_reader = std::thread::spawn(move || {
@@ -42,6 +54,9 @@ pub fn run_with_limit(command: &mut Command, limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
     Output {
         status,
         stdout: out_reader.join().unwrap_or_default(),

@@ -90,8 +90,8 @@ fn run(args: Args, started: Instant) -> Result<u8> {
     };
     let state_dir = paths::state_dir_for_cli(&StateDirEnv::from_process());
     let context = RoutingContext::load(state_dir.as_deref(), Some(&cwd), context::plugin_root().as_deref());
-    if let Some(error) = &context.loaded.config_error {
-        eprintln!("marshal-orchestrate: configuration error, using the defaults: {error}");
+    for error in &context.loaded.provenance.errors {
+        eprintln!("marshal-orchestrate: configuration error, that key is ignored: {error}");
     }
     let decision = routing::route(&request, &context.inputs());
     let Decision::Route(rec) = decision else {
@@ -112,7 +112,11 @@ fn run(args: Args, started: Instant) -> Result<u8> {
         format!("orchestrate-{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), std::process::id())
     });
     let key = TurnKey { session, prompt_id: None, project: Some(cwd.display().to_string()) };
-    let runs_dir = state_dir.as_ref().map_or_else(std::env::temp_dir, |d| d.join(orchestrate::RUNS_DIR));
+    let runs_dir = match &state_dir {
+        Some(dir) => Store::new(dir).runs_dir(),
+        // No state directory: a fresh private one, so the outputs are never readable by others.
+        None => marshal_core::fsutil::private_temp_dir("marshal-runs")?,
+    };
     let run_id = orchestrate::run_id(&key.session, None);
     let run = orchestrate::run(&Job {
         prompt: &request,
@@ -123,6 +127,7 @@ fn run(args: Args, started: Instant) -> Result<u8> {
         runs_dir: &runs_dir,
         run_id: &run_id,
         started,
+        deadline: started + config.orchestration.deadline,
     });
     if let Some(dir) = &state_dir {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

@@ -2,14 +2,14 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use marshal_core::context::{self, LoadedConfig};
 use marshal_core::paths::{self, StateDirEnv};
-use marshal_core::spawn::is_executable;
+use marshal_core::spawn::{self, is_executable, Spawn};
+use marshal_core::store::Store;
 
 #[derive(Args)]
 pub struct DoctorArgs {
@@ -219,7 +219,16 @@ fn check_state_dir(dir: Option<&Path>) -> Vec<Finding> {
             format!("chmod 700 {}", dir.display()),
         ));
     }
-    let ledger = dir.join(marshal_core::ledger::LEDGER_FILE);
+    if let Err(err) = Store::trusted(dir) {
+        findings.push(fail(
+            format!("{err:#}"),
+            format!(
+                "chown $USER {0} && chmod 700 {0}, or point MARSHAL_STATE_DIR at a private directory",
+                dir.display()
+            ),
+        ));
+    }
+    let ledger = Store::new(dir).ledger_path();
     if let Ok(meta) = std::fs::metadata(&ledger) {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
@@ -235,10 +244,14 @@ fn check_state_dir(dir: Option<&Path>) -> Vec<Finding> {
 fn check_config() -> Finding {
     let project = std::env::current_dir().ok();
     let loaded = LoadedConfig::load(project.as_deref());
-    match (&loaded.config_error, loaded.provenance.warnings.is_empty()) {
-        (Some(error), _) => fail(
-            format!("configuration error: {error}"),
-            "fix that key in that file; until then hooks use the defaults",
+    let errors = &loaded.provenance.errors;
+    match (errors.first(), loaded.provenance.warnings.is_empty()) {
+        (Some(_), _) => fail(
+            format!(
+                "configuration errors: {}",
+                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            ),
+            "fix those keys in those files; until then hooks ignore them (defaults stand in)",
         ),
         (None, false) => fail(
             format!("configuration warnings: {}", loaded.provenance.warnings.join("; ")),
@@ -255,7 +268,13 @@ fn check_claude_cli() -> Finding {
             "npm install -g @anthropic-ai/claude-code@2.1.329, or set MARSHAL_CLAUDE_BIN",
         );
     };
-    match run_with_stdin(&claude, &["--version"], b"", &[]) {
+    let Ok(scratch) = tempfile::tempdir() else {
+        return fail(
+            "could not create a scratch directory",
+            "check that the temporary directory is writable",
+        );
+    };
+    match run_with_stdin(&claude, &["--version"], b"", &[], scratch.path()) {
         Ok((true, stdout, _)) => pass(format!("Claude Code CLI {} ({})", stdout.trim(), claude.display())),
         _ => fail(format!("{} --version failed", claude.display()), "reinstall Claude Code"),
     }
@@ -263,13 +282,15 @@ fn check_claude_cli() -> Finding {
 
 /// Sends a synthetic event through each hook in a throw-away state directory and times it.
 fn check_hooks_run(root: &Path) -> Vec<Finding> {
-    let Ok(scratch) = tempdir() else {
+    // A fresh private directory (random name, 0700, created exclusively), removed when dropped.
+    let Ok(scratch) = tempfile::tempdir() else {
         return vec![fail(
             "could not create a scratch directory for the hook check",
-            "check that /tmp is writable",
+            "check that the temporary directory is writable",
         )];
     };
-    let state = scratch.display().to_string();
+    let scratch_dir = scratch.path().join("state");
+    let state = scratch_dir.display().to_string();
     let env = [("MARSHAL_STATE_DIR", state.as_str()), ("MARSHAL_MODE", "directive")];
     let events: [(&str, &str, &[u8]); 3] = [
         ("marshal-prompt", "a prompt", br#"{"hook_event_name":"UserPromptSubmit","session_id":"doctor","prompt_id":"p1","cwd":"/","prompt":"rename foo to bar"}"#),
@@ -283,7 +304,7 @@ fn check_hooks_run(root: &Path) -> Vec<Finding> {
             continue; // already reported as missing
         }
         let started = Instant::now();
-        match run_with_stdin(&binary, &[], event, &env) {
+        match run_with_stdin(&binary, &[], event, &env, scratch.path()) {
             Ok((true, stdout, _))
                 if stdout.is_empty() || serde_json::from_str::<serde_json::Value>(&stdout).is_ok() =>
             {
@@ -301,8 +322,7 @@ fn check_hooks_run(root: &Path) -> Vec<Finding> {
             }
         }
     }
-    let recorded =
-        std::fs::read_to_string(scratch.join(marshal_core::ledger::LEDGER_FILE)).unwrap_or_default();
+    let recorded = std::fs::read_to_string(Store::new(&scratch_dir).ledger_path()).unwrap_or_default();
     let all_ran = findings.len() == events.len() && findings.iter().all(|f| f.ok);
     if all_ran && !recorded.contains("\"outcome\":\"followed\"") {
         findings.push(fail(
@@ -310,52 +330,45 @@ fn check_hooks_run(root: &Path) -> Vec<Finding> {
             "report it, with the log in the state directory",
         ));
     }
-    let _ = std::fs::remove_dir_all(&scratch);
     findings
 }
 
-fn tempdir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("marshal-doctor-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
-    Ok(dir)
-}
-
-/// Runs a program with `input` on stdin, a 10-second limit, and the given variables.
+/// Runs a program with `input` on stdin and the given variables, within 10 seconds, through
+/// marshal's one spawn helper (files for its streams in `scratch`).
 fn run_with_stdin(
     program: &Path,
     args: &[&str],
     input: &[u8],
     env: &[(&str, &str)],
+    scratch: &Path,
 ) -> Result<(bool, String, String)> {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("could not start {}", program.display()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input);
+    let name = program.file_name().and_then(|n| n.to_str()).unwrap_or("child");
+    let (stdin, stdout, stderr) = (
+        scratch.join(format!("{name}.in")),
+        scratch.join(format!("{name}.out")),
+        scratch.join(format!("{name}.err")),
+    );
+    std::fs::write(&stdin, input).with_context(|| format!("could not write {}", stdin.display()))?;
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let finished = spawn::run(
+        &Spawn {
+            program,
+            args: &args,
+            cwd: scratch,
+            remove_env: &[],
+            set_env: env,
+            timeout: Duration::from_secs(10),
+            stdin: Some(&stdin),
+            stdout: &stdout,
+            stderr: &stderr,
+        },
+        Instant::now(),
+    )?;
+    if finished.ended != spawn::Ended::Exited {
+        anyhow::bail!("{} took more than 10 s", program.display());
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    // Short pauses at first: the hooks finish in about a millisecond and are timed.
-    let mut pause = Duration::from_micros(50);
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            anyhow::bail!("{} took more than 10 s", program.display());
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(5));
-    }
-    let output = child.wait_with_output()?;
-    Ok((
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    ))
+    let read = |path: &Path| String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
+    Ok((finished.status.is_some_and(|s| s.success()), read(&stdout), read(&stderr)))
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value, String> {

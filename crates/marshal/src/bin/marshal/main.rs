@@ -71,8 +71,8 @@ fn print_paths() -> Result<()> {
         "state dir: {}\nledger:    {}\nsessions:  {}\nlog:       {}\n",
         store.dir().display(),
         store.ledger_path().display(),
-        store.dir().join("sessions").display(),
-        store.dir().join(marshal_core::log::LOG_FILE).display()
+        store.sessions_dir().display(),
+        store.log_path().display()
     ))
 }
 

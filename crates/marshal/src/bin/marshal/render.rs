@@ -246,10 +246,13 @@ fn source_line(context: &Context) -> String {
     if let Some(until) = f.until {
         parts.push(format!("until {}", until.to_rfc3339()));
     }
-    for (name, value) in [("session", &f.session), ("project", &f.project), ("mode", &f.mode)] {
+    for (name, value) in [("session", &f.session), ("project", &f.project)] {
         if let Some(value) = value {
             parts.push(format!("{name} {value}"));
         }
+    }
+    if let Some(mode) = f.mode {
+        parts.push(format!("mode {}", mode.as_str()));
     }
     if !parts.is_empty() {
         let _ = write!(line, "\nfilter: {}", parts.join(", "));
@@ -271,10 +274,19 @@ fn push_skipped(out: &mut String, report: &Report) {
     }
 }
 
+/// A dense table is readable up to about this many columns; past it the pairs are listed, which
+/// keeps the output linear in the ledger (a dense table of n agents has n x n cells).
+const DENSE_MATRIX_COLUMNS: usize = 8;
+
 fn matrix_table(report: &Report) -> String {
     let mut actuals: Vec<&str> = report.matrix.keys().map(|(_, a)| a.as_str()).collect();
     actuals.sort_unstable();
     actuals.dedup();
+    if actuals.len() > DENSE_MATRIX_COLUMNS || report.by_recommended.len() > 4 * DENSE_MATRIX_COLUMNS {
+        let rows: Vec<Vec<String>> =
+            report.matrix.iter().map(|((r, a), n)| vec![r.clone(), a.clone(), n.to_string()]).collect();
+        return table(&["recommended", "actual", "turns"], &rows);
+    }
     let recommended: Vec<&str> = report.by_recommended.keys().map(String::as_str).collect();
     let mut headers = vec!["recommended \\ actual"];
     headers.extend(actuals.iter().copied());
@@ -342,7 +354,7 @@ pub fn json_value(report: &Report, context: &Context) -> Value {
             "until": context.filter.until.map(|t| t.to_rfc3339()),
             "session": context.filter.session,
             "project": context.filter.project,
-            "mode": context.filter.mode,
+            "mode": context.filter.mode.map(|m| m.as_str()),
         }),
     );
     root
@@ -355,8 +367,12 @@ pub fn json(report: &Report, context: &Context) -> Result<String> {
 // ---------------------------------------------------------------------------------------------
 // CSV
 
+/// One CSV cell. A cell a spreadsheet would run as a formula (starting `=`, `+`, `-`, `@`, tab
+/// or carriage return: OWASP's CSV-injection list) gets a leading `'` and quotes.
 fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("\"'{}\"", text.replace('"', "\"\""))
+    } else if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()
@@ -392,7 +408,11 @@ pub fn csv(report: &Report) -> String {
 // HTML: one self-contained page, no scripts, no network; the chart is inline SVG.
 
 fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 fn html_table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -463,9 +483,10 @@ fn compliance_chart(by_day: &BTreeMap<String, Tally>) -> String {
     for (i, (day, rate, turns)) in points.iter().enumerate() {
         let _ = write!(
             svg,
-            r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="#2563eb"><title>{day}: {:.1}% of {turns} turns</title></circle>"##,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="#2563eb"><title>{}: {:.1}% of {turns} turns</title></circle>"##,
             x(i),
             y(*rate),
+            escape_html(day),
             rate * 100.0
         );
         // Every few days, and always the last one; a regular label too close to it gives way.
@@ -561,14 +582,18 @@ mod tests {
     }
 
     #[test]
-    fn csv_quotes_what_needs_quoting() {
+    fn csv_quotes_what_needs_quoting_and_defuses_formulas() {
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=cmd|'/c calc'!A1"), "\"'=cmd|'/c calc'!A1\"");
+        for formula in ["+1", "-1+2", "@SUM(A1)", "\tx"] {
+            assert!(csv_field(formula).starts_with("\"'"), "{formula}");
+        }
     }
 
     #[test]
     fn html_escapes_untrusted_text() {
-        assert_eq!(escape_html("<script>&\""), "&lt;script&gt;&amp;&quot;");
+        assert_eq!(escape_html("<script>&\"'"), "&lt;script&gt;&amp;&quot;&#39;");
     }
 }

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clap::{Args, ValueEnum};
+use marshal_core::mode::Mode;
 use marshal_core::paths::{self, StateDirEnv};
 use marshal_core::report::{self, Filter, Report};
+use marshal_core::store::Store;
 
 use crate::render;
 
@@ -27,8 +29,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "DIR")]
     project: Option<String>,
     /// Only turns in this mode.
-    #[arg(long, value_name = "MODE")]
-    mode: Option<String>,
+    #[arg(long, value_enum, value_name = "MODE")]
+    mode: Option<ModeArg>,
     /// A ledger to read (repeat to merge several machines' ledgers). Default: this machine's.
     #[arg(long = "ledger", value_name = "PATH")]
     ledgers: Vec<PathBuf>,
@@ -44,6 +46,22 @@ pub struct ReportArgs {
     /// Colour the tables: auto (only on a terminal, and never with NO_COLOR), always, never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
+}
+
+/// The modes a routed turn can be recorded in.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    Directive,
+    Orchestrate,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Mode {
+        match mode {
+            ModeArg::Directive => Mode::Directive,
+            ModeArg::Orchestrate => Mode::Orchestrate,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,8 +88,12 @@ pub fn run(args: ReportArgs) -> Result<()> {
             .context("invalid --until")?,
         session: args.session.clone(),
         project: args.project.clone(),
-        mode: args.mode.clone(),
+        mode: args.mode.map(Mode::from),
     };
+    // A ledger the user named must exist; only this machine's own may be missing (no turn yet).
+    if let Some(missing) = args.ledgers.iter().find(|path| !path.exists()) {
+        bail!("no ledger at {} (a file given with --ledger must exist)", missing.display());
+    }
     let ledgers = if args.ledgers.is_empty() { vec![default_ledger()?] } else { args.ledgers.clone() };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
@@ -109,7 +131,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
 fn default_ledger() -> Result<PathBuf> {
     let dir = paths::state_dir_for_cli(&StateDirEnv::from_process())
         .context("no state directory: set MARSHAL_STATE_DIR or HOME, or pass --ledger PATH")?;
-    Ok(dir.join(marshal_core::ledger::LEDGER_FILE))
+    Ok(Store::new(dir).ledger_path())
 }
 
 fn use_color(choice: ColorChoice) -> bool {

@@ -50,10 +50,12 @@ pub fn run(args: RouteArgs) -> Result<()> {
         let state_dir = paths::state_dir_for_cli(&StateDirEnv::from_process());
         let context =
             RoutingContext::load(state_dir.as_deref(), project.as_deref(), context::plugin_root().as_deref());
-        if let Some(error) = &context.loaded.config_error {
-            // The CLI is where a user fixes a configuration: say it plainly, then carry on as
-            // the hooks do, with the defaults.
-            eprintln!("marshal: configuration error: {error}\nmarshal: routing with the defaults instead");
+        // The CLI is where a user fixes a configuration: say it plainly, then carry on as the
+        // hooks do, without the keys that are wrong.
+        for error in &context.loaded.provenance.errors {
+            eprintln!(
+                "marshal: configuration error: {error}\nmarshal: that key is ignored; its default stands"
+            );
         }
         Some(context)
     };
