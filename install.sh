@@ -79,7 +79,7 @@ build_binaries() {
   local rustflags="${RUSTFLAGS:-}"
   case "$host" in *-linux-gnu) rustflags="$rustflags -C target-feature=+crt-static" ;; esac
   (cd "$ROOT" && RUSTFLAGS="$rustflags" CARGO_TARGET_DIR="$target_dir" \
-    cargo build --release --locked --quiet --target "$host" -p marshal --bins) ||
+    cargo build --release --locked --quiet --target "$host" -p marshal -p marshal-hooks --bins) ||
     die "cargo build failed (see the messages above)"
   binaries_dir="$target_dir/$host/release"
 }

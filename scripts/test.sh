@@ -36,6 +36,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 
+step "the hook binaries link no SQLite, YAML, async runtime or clap"
+scripts/check-hook-deps.sh
+
 step "cargo test (unit, property, hooks as processes, faults, real Claude Code end to end)"
 cargo test --workspace --locked
 

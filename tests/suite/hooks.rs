@@ -201,10 +201,17 @@ fn unknown_events_are_silent_no_ops_and_empty_stdin_is_one_log_line() {
 #[test]
 fn an_oversized_event_is_ignored_without_buffering_it_all() {
     let state = State::new();
-    let huge =
-        format!(r#"{{"hook_event_name":"UserPromptSubmit","prompt":"{}"}}"#, "a".repeat(9 * 1024 * 1024));
+    let huge = format!(
+        r#"{{"hook_event_name":"UserPromptSubmit","session_id":"s1","prompt_id":"p1","prompt":"rename foo {}"}}"#,
+        "a".repeat(9 * 1024 * 1024)
+    );
+    // Routable as it stands, were it read: nothing printed and nothing recorded shows it was not.
     state.hook("marshal-prompt", huge).success().stdout("");
-    assert!(state.log_lines()[0].contains("larger than"), "{:?}", state.log_lines());
+    assert!(state.ledger().is_empty(), "an oversized event was recorded");
+    assert!(!state.dir.join("sessions/s1.jsonl").exists(), "an oversized event opened a turn");
+    let log = state.log_lines();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].contains("larger than 8388608 bytes"), "{log:?}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::mount::Tmpfs;
-use crate::support::process::run_with_limit;
+use crate::support::process::{run_with_input, run_with_limit};
 use crate::support::{of_kind, read_jsonl};
 
 const PROMPT: &str = "rename the helper parse_cfg to parse_config in utils.py";
@@ -26,17 +26,8 @@ fn hook(state: &Path, bin: &str, stdin: &[u8], extra_env: &[(&str, &str)]) -> st
     for (key, value) in extra_env {
         command.env(key, value);
     }
-    let mut child =
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    let input = stdin.to_vec();
-    // A writer thread, so a hook that stops reading early cannot block the test.
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let output = child.wait_with_output().unwrap();
-    let _ = writer.join();
-    output
+    // A hook answers in milliseconds; 30 s only keeps a hang from stalling the suite.
+    run_with_input(&mut command, Some(stdin), Duration::from_secs(30))
 }
 
 fn bin_path(bin: &str) -> PathBuf {

@@ -53,6 +53,26 @@ impl Tier {
     }
 }
 
+/// The model an agent runs on when it names none: the parent session's (agent front matter
+/// `model: inherit`, or no model at all).
+pub const INHERIT_MODEL: &str = "inherit";
+
+impl Tier {
+    /// The tier a model alias or id belongs to; `None` for [`INHERIT_MODEL`] or an unknown id.
+    pub fn of_model(model: &str) -> Option<Tier> {
+        let model = model.to_ascii_lowercase();
+        if model.contains("haiku") {
+            Some(Tier::Weak)
+        } else if model.contains("sonnet") {
+            Some(Tier::Base)
+        } else if model.contains("opus") || model.contains("fable") {
+            Some(Tier::Strong)
+        } else {
+            None
+        }
+    }
+}
+
 /// The exact `subagent_type` the Agent tool needs for one of our plugin's agents.
 pub fn plugin_subagent_type(agent: &str) -> String {
     format!("{PLUGIN_NAME}:{agent}")
@@ -78,9 +98,16 @@ mod tests {
     }
 
     #[test]
-    fn tier_table() {
-        assert_eq!(plugin_subagent_type(Tier::Weak.default_agent()), "marshal:haiku-general");
-        assert_eq!(Tier::Strong.default_model(), "opus");
-        assert_eq!(serde_json::to_string(&Tier::Base).unwrap(), "\"base\"");
+    fn each_tier_routes_to_a_shipped_agent_on_the_tiers_model() {
+        let agents = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../agents");
+        for tier in [Tier::Weak, Tier::Base, Tier::Strong] {
+            let file = agents.join(format!("{}.md", tier.default_agent()));
+            let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            let agent =
+                crate::discovery::parse_agent(&text, "", crate::discovery::AgentSource::Plugin).unwrap();
+            assert_eq!(agent.name, tier.default_agent(), "{}", file.display());
+            assert_eq!(agent.model.as_deref(), Some(tier.default_model()), "{}", file.display());
+            assert_eq!(agent.subagent_type(), plugin_subagent_type(tier.default_agent()));
+        }
     }
 }

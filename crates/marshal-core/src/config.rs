@@ -15,15 +15,16 @@ use serde_json::{Map, Value};
 
 use crate::agents::Tier;
 use crate::enforcement::Level;
-use crate::fsutil;
 use crate::mode::{Mode, ModeRules};
+use crate::prompt_text::Pattern;
+use crate::{builtin, fsutil};
 
 /// A routing rule: when any of its patterns occurs in the prompt, it votes for its task type.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     pub id: String,
     /// Whole words (`fix`), stems ending in `*` (`refactor*`), or phrases (`root cause*`).
-    pub patterns: Vec<String>,
+    pub patterns: Vec<Pattern>,
     pub task: String,
     /// Votes per distinct matching pattern.
     pub weight: f64,
@@ -197,8 +198,8 @@ impl Default for Config {
             models: table(Tier::default_model),
             agents: table(Tier::default_agent),
             thresholds: Thresholds { base: 4, strong: 7 },
-            tasks: DEFAULT_TASKS.iter().map(|(task, score)| (task.to_string(), *score)).collect(),
-            rules: default_rules(),
+            tasks: builtin::DEFAULT_TASKS.iter().map(|(task, score)| (task.to_string(), *score)).collect(),
+            rules: builtin::default_rules(),
             agent_discovery: true,
             history: true,
             enforce: Level::default(),
@@ -209,276 +210,6 @@ impl Default for Config {
             retention_days: 14,
         }
     }
-}
-
-/// Task types and their base complexity (1-10).
-const DEFAULT_TASKS: &[(&str, u8)] = &[
-    ("chore", 2),
-    ("lookup", 2),
-    ("docs", 3),
-    ("explain", 3),
-    (GENERAL_TASK, 5),
-    ("implementation", 5),
-    ("testing", 5),
-    ("debugging", 5),
-    ("review", 5),
-    ("research", 6),
-    ("refactor", 7),
-    ("performance", 7),
-    ("hard-debugging", 8),
-    ("architecture", 8),
-    ("security", 8),
-];
-
-/// The compiled-in rules: (id, task, weight, patterns). Specific signals (a typo, a deadlock)
-/// weigh more than generic verbs (fix, add), so "fix the typo" is a chore.
-const DEFAULT_RULES: &[(&str, &str, f64, &[&str])] = &[
-    (
-        "builtin.chore",
-        "chore",
-        1.5,
-        &[
-            "rename*",
-            "typo*",
-            "spelling",
-            "misspel*",
-            "reformat*",
-            "lint*",
-            "whitespace",
-            "indent*",
-            "changelog",
-            "bump*",
-            "unused",
-            "imports",
-            "gitignore",
-            "fmt",
-            "prettier",
-            "eslint",
-            "isort",
-            "gofmt",
-            "clippy",
-            "alphabeti*",
-            "commented out",
-            "dead code",
-            "type hints",
-            "copyright",
-            "nvmrc",
-            "trailing",
-        ],
-    ),
-    (
-        "builtin.chore-soft",
-        "chore",
-        0.5,
-        &["format*", "replace", "move", "delete", "remove", "one liner", "one line"],
-    ),
-    (
-        "builtin.small",
-        "chore",
-        0.5,
-        &[
-            "quick",
-            "quickly",
-            "simple",
-            "just",
-            "small",
-            "tiny",
-            "minor",
-            "trivial",
-            "one sentence",
-            "briefly",
-        ],
-    ),
-    (
-        "builtin.lookup",
-        "lookup",
-        1.0,
-        &[
-            "where is",
-            "where are",
-            "show me",
-            "grep*",
-            "which file*",
-            "how many",
-            "^what",
-            "^which",
-            "^where",
-            "^does",
-            "^is",
-            "^are",
-            "^do",
-        ],
-    ),
-    (
-        "builtin.lookup-soft",
-        "lookup",
-        0.5,
-        &["find", "locate", "list", "count", "summari*", "version", "default"],
-    ),
-    ("builtin.docs", "docs", 1.0, &["readme", "docstring*", "documentation", "docs", "comment", "comments"]),
-    (
-        "builtin.explain",
-        "explain",
-        1.0,
-        &["explain*", "how does", "what does", "walk me through", "^explain", "^why"],
-    ),
-    (
-        "builtin.implementation",
-        "implementation",
-        1.0,
-        &[
-            "implement*",
-            "feature*",
-            "endpoint*",
-            "integrat*",
-            "support for",
-            "add support",
-            "migration",
-            "migrations",
-            "validation",
-            "component",
-            "screen",
-            "page",
-            "form",
-            "api",
-            "driver",
-        ],
-    ),
-    (
-        "builtin.implementation-soft",
-        "implementation",
-        0.5,
-        &["add", "adding", "write", "create", "build", "function*", "make", "update", "change"],
-    ),
-    ("builtin.testing", "testing", 1.0, &["test*", "coverage", "unit test*"]),
-    (
-        "builtin.debugging",
-        "debugging",
-        1.0,
-        &[
-            "bug",
-            "bugs",
-            "debug*",
-            "crash*",
-            "failing",
-            "fails",
-            "broken",
-            "exception*",
-            "traceback",
-            "500",
-            "404",
-        ],
-    ),
-    (
-        "builtin.debugging-soft",
-        "debugging",
-        0.5,
-        &["fix", "fixing", "error*", "issue", "wrong", "doesn", "isn"],
-    ),
-    ("builtin.review", "review", 1.0, &["review*", "code review*", "pull request", "diff"]),
-    (
-        "builtin.research",
-        "research",
-        1.0,
-        &[
-            "investigat*",
-            "research*",
-            "compare",
-            "comparison",
-            "evaluate",
-            "pros and cons",
-            "alternatives",
-            "options",
-        ],
-    ),
-    (
-        "builtin.refactor",
-        "refactor",
-        1.0,
-        &["refactor*", "rewrite*", "restructur*", "migrate", "migrating", "modulari*", "decouple*"],
-    ),
-    (
-        "builtin.performance",
-        "performance",
-        1.5,
-        &["performance", "optimi*", "bottleneck*", "latency", "throughput", "profil*", "p99", "p95"],
-    ),
-    (
-        "builtin.hard-debugging",
-        "hard-debugging",
-        1.5,
-        &[
-            "race condition*",
-            "deadlock*",
-            "memory leak*",
-            "flaky",
-            "intermittent*",
-            "heisenbug*",
-            "corrupt*",
-            "root cause*",
-            "segfault*",
-            "use after free",
-            "livelock*",
-            "data race*",
-            "hard fault*",
-            "oom*",
-            "out of memory",
-            "at random",
-            "randomly",
-            "never locally",
-            "only in ci",
-            "once every",
-            "stall*",
-            "hangs",
-            "hanging",
-            "nan",
-        ],
-    ),
-    ("builtin.hard-debugging-soft", "hard-debugging", 1.0, &["sometimes", "twice", "only on", "memory"]),
-    (
-        "builtin.architecture",
-        "architecture",
-        1.5,
-        &[
-            "architect*",
-            "design*",
-            "redesign*",
-            "scalab*",
-            "distributed",
-            "consensus",
-            "replication",
-            "shard*",
-            "trade off*",
-            "tradeoff*",
-            "from scratch",
-            "microservice*",
-            "concurren*",
-            "strategy",
-            "multi region",
-            "event driven",
-            "offline sync",
-        ],
-    ),
-    (
-        "builtin.security",
-        "security",
-        1.5,
-        &["security", "vulnerab*", "threat model*", "exploit*", "cve", "injection", "xss", "csrf", "jwt"],
-    ),
-];
-
-fn default_rules() -> Vec<Rule> {
-    DEFAULT_RULES
-        .iter()
-        .map(|(id, task, weight, patterns)| Rule {
-            id: id.to_string(),
-            patterns: patterns.iter().map(|p| p.to_string()).collect(),
-            task: task.to_string(),
-            weight: *weight,
-            tier: None,
-            agent: None,
-        })
-        .collect()
 }
 
 /// The facts that decide which layers exist: read once, passed in.
@@ -492,12 +223,8 @@ pub struct ConfigEnv {
 impl ConfigEnv {
     /// From the process environment; `project` is the session's working directory.
     pub fn from_process(project: Option<&Path>) -> Self {
-        let vars = std::env::vars().filter(|(k, _)| k.starts_with("MARSHAL_")).collect();
-        ConfigEnv {
-            home: std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from),
-            project: project.map(Path::to_path_buf),
-            vars,
-        }
+        let vars = crate::env::marshal_variables();
+        ConfigEnv { home: crate::env::home(), project: project.map(Path::to_path_buf), vars }
     }
 
     fn var(&self, name: &str) -> Option<&str> {
@@ -855,16 +582,14 @@ fn parse_rule(
     key: &str,
     warnings: &mut Vec<String>,
 ) -> Result<Rule, ConfigError> {
-    let patterns = object
+    let patterns: Vec<Pattern> = object
         .get("match")
         .and_then(string_list)
-        .filter(|list| !list.is_empty() && list.iter().all(|p| valid_pattern(p)))
+        .filter(|list| !list.is_empty())
+        .and_then(|list| list.iter().map(|p| Pattern::parse(p)).collect())
         .ok_or_else(|| {
             err(source, &format!("{key}.match"), "a non-empty list of words, stems (word*) or phrases")
-        })?
-        .into_iter()
-        .map(|p| normalize_pattern(&p))
-        .collect();
+        })?;
     let task = object
         .get("task")
         .and_then(Value::as_str)
@@ -918,19 +643,6 @@ fn disable_rules(rules: &mut Vec<Rule>, ids: &[String], source: &str, warnings: 
             warnings.push(format!("{source}: no rule '{id}' to disable"));
         }
     }
-}
-
-/// Patterns are words of letters and digits separated by spaces, with an optional trailing `*`
-/// (a stem) and an optional leading `^` (only as the prompt's first word).
-fn valid_pattern(pattern: &str) -> bool {
-    let pattern = pattern.trim();
-    let pattern = pattern.strip_prefix('^').unwrap_or(pattern);
-    let body = pattern.strip_suffix('*').unwrap_or(pattern);
-    !body.is_empty() && body.split_whitespace().all(|w| w.chars().all(|c| c.is_alphanumeric()))
-}
-
-fn normalize_pattern(pattern: &str) -> String {
-    pattern.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
 
 fn validate(config: &Config, source: &str) -> Result<(), ConfigError> {
@@ -987,6 +699,7 @@ const ENV_SETTINGS: &[&str] = &[
 
 /// The last layer: one small function per variable. A bad value drops that variable alone.
 fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) {
+    provenance.warnings.extend(crate::env::unknown_marshal_variables(&env.vars));
     let mut report = |result: Result<(), ConfigError>| {
         if let Err(error) = result {
             provenance.errors.push(error);
@@ -1036,17 +749,8 @@ fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) 
     }
 }
 
-/// Reads an on/off value as every `MARSHAL_*` switch spells it: 1/true/yes/on, 0/false/no/off.
-pub fn parse_flag(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
 fn env_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
-    parse_flag(value).ok_or_else(|| err(name, name, "1/true/yes/on or 0/false/no/off"))
+    crate::env::parse_flag(value).ok_or_else(|| err(name, name, "1/true/yes/on or 0/false/no/off"))
 }
 
 #[cfg(test)]
@@ -1114,7 +818,8 @@ mod tests {
         assert_eq!(config.rules[0].id, "team.review");
         assert_eq!(config.rules[0].agent.as_deref(), Some("code-reviewer"));
         let small = config.rules.iter().find(|r| r.id == "builtin.small").unwrap();
-        assert_eq!((small.patterns.clone(), small.weight), (vec!["tiny".to_string()], 0.25));
+        let patterns: Vec<&str> = small.patterns.iter().map(Pattern::as_str).collect();
+        assert_eq!((patterns, small.weight), (vec!["tiny"], 0.25));
         for gone in ["builtin.docs", "builtin.explain", "builtin.security"] {
             assert!(config.rules.iter().all(|r| r.id != gone), "{gone}");
         }
@@ -1243,6 +948,17 @@ mod tests {
             r#"{"modes":{"overnight":{"from":"25:00","to":"06:00"}}}"#,
         );
         assert_eq!(load(&env_with(home.path(), None, &[])).1.errors[0].clone().key, "modes.overnight.from");
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_a_warning_not_silence() {
+        let home = tempfile::tempdir().unwrap();
+        let (config, provenance) = load(&env_with(home.path(), None, &[("MARSHAL_ENFORC", "deny")]));
+        assert_eq!(config.enforce, Level::Warn);
+        assert!(
+            provenance.warnings.iter().any(|w| w.contains("did you mean MARSHAL_ENFORCE")),
+            "{provenance:?}"
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl RoutingContext {
         plugin_root: Option<&Path>,
     ) -> Self {
         let config = &loaded.config;
-        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        let home = crate::env::home();
         let store = state_dir.map(Store::new);
         let (agents, skipped_agents) = if config.agent_discovery {
             let dirs = discovery::agent_dirs(plugin_root, home.as_deref(), project);
@@ -89,8 +89,8 @@ impl RoutingContext {
 /// The plugin folder a hook runs from (`CLAUDE_PLUGIN_ROOT`), or the one holding this binary
 /// (`<plugin>/bin/<binary>`) when run by hand.
 pub fn plugin_root() -> Option<PathBuf> {
-    if let Some(root) = std::env::var_os("CLAUDE_PLUGIN_ROOT").filter(|r| !r.is_empty()) {
-        return Some(PathBuf::from(root));
+    if let Some(root) = crate::env::claude_plugin_root() {
+        return Some(root);
     }
     let exe = std::env::current_exe().ok()?;
     let root = exe.parent()?.parent()?;

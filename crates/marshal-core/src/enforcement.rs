@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::agents::normalize_agent_name;
+use crate::agents::{normalize_agent_name, Tier};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -53,10 +53,11 @@ impl Level {
 }
 
 /// What enforcement did to one Agent call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// The routed agent, or enforcement is off: nothing to do.
+    #[default]
     None,
     /// Allowed, with a note to the model.
     Warned,
@@ -73,7 +74,7 @@ pub struct Routed<'a> {
     pub agent: &'a str,
     pub subagent_type: &'a str,
     pub model: &'a str,
-    pub tier: &'a str,
+    pub tier: Tier,
     /// Agents the user named in the prompt (bare, lowercase).
     pub user_named: &'a [String],
     /// Calls already denied in this turn.
@@ -133,7 +134,8 @@ fn warning_text(routed: &Routed, called: &str) -> String {
     format!(
         "marshal: this request was routed to subagent_type \"{}\" ({} tier); you called \"{called}\". \
          Use the routed agent for this kind of work unless the user asked otherwise.",
-        routed.subagent_type, routed.tier
+        routed.subagent_type,
+        routed.tier.as_str()
     )
 }
 
@@ -141,7 +143,9 @@ fn denial_text(routed: &Routed, called: &str) -> String {
     format!(
         "marshal: this request is routed to subagent_type \"{}\" ({} tier), not \"{called}\". \
          Call the Agent tool again with subagent_type: \"{}\" and the same prompt.",
-        routed.subagent_type, routed.tier, routed.subagent_type
+        routed.subagent_type,
+        routed.tier.as_str(),
+        routed.subagent_type
     )
 }
 
@@ -162,7 +166,8 @@ fn rewritten_input(routed: &Routed, tool_input: &serde_json::Value) -> serde_jso
 }
 
 /// The Stop hook's reason when a turn ends without delegating.
-pub fn nudge_text(subagent_type: &str, tier: &str) -> String {
+pub fn nudge_text(subagent_type: &str, tier: Tier) -> String {
+    let tier = tier.as_str();
     format!(
         "marshal: this request was routed to subagent_type \"{subagent_type}\" ({tier} tier) and no agent was \
          called. Delegate it now with the Agent tool, subagent_type: \"{subagent_type}\", passing the full request."
@@ -211,7 +216,7 @@ mod tests {
             agent: "haiku-general",
             subagent_type: "marshal:haiku-general",
             model: "haiku",
-            tier: "weak",
+            tier: Tier::Weak,
             user_named,
             denials,
         }

@@ -320,6 +320,7 @@ fn private_options() -> OpenOptions {
 }
 
 #[cfg(all(test, unix))]
+#[allow(clippy::disallowed_methods)] // tests make FIFOs with mkfifo(1)
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

@@ -149,7 +149,7 @@ fn event_project(event: &Event) -> Option<PathBuf> {
         Event::Prompt { key, .. } => key.project.clone(),
         _ => None,
     };
-    from_event.map(PathBuf::from).or_else(|| std::env::var_os("CLAUDE_PROJECT_DIR").map(PathBuf::from))
+    from_event.map(PathBuf::from).or_else(crate::env::claude_project_dir)
 }
 
 /// Reads at most `limit` bytes; more than that is an error, not a truncated event.

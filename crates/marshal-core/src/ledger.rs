@@ -77,7 +77,7 @@ pub enum RecordBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         original: Option<String>,
         /// What enforcement did to the call.
-        #[serde(default = "no_action")]
+        #[serde(default)]
         action: Action,
     },
     /// A routed turn closed, with its compliance outcome.
@@ -137,10 +137,6 @@ pub struct Enforcement {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
-}
-
-fn no_action() -> Action {
-    Action::None
 }
 
 /// What closed a turn.

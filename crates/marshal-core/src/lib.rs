@@ -4,11 +4,13 @@
 //! print what it returns. Everything that decides something lives here as a pure function.
 
 pub mod agents;
+pub mod builtin;
 pub mod compliance;
 pub mod config;
 pub mod context;
 pub mod discovery;
 pub mod enforcement;
+pub mod env;
 pub mod event;
 pub mod fsutil;
 pub mod history;

@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::env;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -52,9 +54,6 @@ pub struct ModeDecision {
     pub warning: Option<String>,
 }
 
-/// The environment variable marshal sets on the `claude -p` children it starts.
-pub const ORCHESTRATED_VAR: &str = "MARSHAL_ORCHESTRATED";
-
 /// The environment facts mode detection reads.
 #[derive(Debug, Clone, Default)]
 pub struct ModeEnv {
@@ -74,14 +73,12 @@ pub struct ModeEnv {
 
 impl ModeEnv {
     pub fn from_process() -> Self {
-        let truthy =
-            |name: &str| std::env::var(name).ok().and_then(|v| crate::config::parse_flag(&v)) == Some(true);
         ModeEnv {
-            marshal_mode: std::env::var("MARSHAL_MODE").ok(),
-            orchestrated_child: truthy(ORCHESTRATED_VAR),
-            entrypoint: std::env::var("CLAUDE_CODE_ENTRYPOINT").ok(),
-            attended: std::env::var("CLAUDE_CODE_SESSION_ATTENDED").ok(),
-            batch: truthy("MARSHAL_BATCH"),
+            marshal_mode: env::marshal_mode(),
+            orchestrated_child: env::orchestrated_child(),
+            entrypoint: env::entrypoint(),
+            attended: env::session_attended(),
+            batch: env::batch(),
             minute_of_day: None,
         }
     }
@@ -141,7 +138,7 @@ pub fn detect(env: &ModeEnv, rules: &ModeRules) -> ModeDecision {
         }
     }
     let mut decision = if env.orchestrated_child {
-        decided(Mode::Child, format!("{ORCHESTRATED_VAR} is set: a child marshal started records only"))
+        decided(Mode::Child, format!("{} is set: a child marshal started records only", env::ORCHESTRATED))
     } else if env.batch {
         decided(rules.batch, "MARSHAL_BATCH is set: a batch run".to_string())
     } else if let (Some(window), Some(minute)) = (rules.overnight, env.minute_of_day) {

@@ -11,12 +11,9 @@ use serde::Serialize;
 
 use crate::agents::{plugin_subagent_type, Tier};
 use crate::config::Config;
-use crate::mode::ORCHESTRATED_VAR;
 use crate::routing::Recommendation;
 use crate::spawn::{self, Spawn};
 
-/// The variable naming the Claude Code CLI to run (default: `claude` on `PATH`).
-pub const CLAUDE_BIN_VAR: &str = "MARSHAL_CLAUDE_BIN";
 /// An agent that finds a task beyond it answers with this marker to ask for a stronger tier.
 pub const ESCALATE_MARKER: &str = "marshal:escalate";
 /// An attempt needs at least this much of the run's time left to be worth starting.
@@ -49,7 +46,7 @@ pub fn run_id(session: &str, prompt_id: Option<&str>) -> String {
 
 /// The Claude Code CLI: `MARSHAL_CLAUDE_BIN`, else `claude` on `PATH`.
 pub fn find_claude() -> Option<PathBuf> {
-    spawn::resolve_program(std::env::var(CLAUDE_BIN_VAR).ok().as_deref(), "claude")
+    spawn::resolve_program(crate::env::claude_bin().as_deref(), "claude")
 }
 
 /// Who runs one attempt.
@@ -249,7 +246,7 @@ pub fn run(job: &Job) -> Run {
 /// an option (the real CLI takes `claude -p [options] -- PROMPT`, verified on 2.1.329).
 fn child_args(prompt: &str, target: &Target) -> Vec<String> {
     let mut args = vec!["-p".to_string(), "--output-format".into(), "json".into()];
-    if target.model != "inherit" {
+    if target.model != crate::agents::INHERIT_MODEL {
         args.extend(["--model".to_string(), target.model.clone()]);
     }
     args.extend(["--agent".to_string(), target.subagent_type.clone(), "--".into(), prompt.to_string()]);
@@ -267,7 +264,7 @@ fn run_attempt(job: &Job, target: &Target, number: u32, timeout: Duration) -> At
             args: &args,
             cwd: job.cwd,
             remove_env: PARENT_SESSION_VARS,
-            set_env: &[(ORCHESTRATED_VAR, "1")],
+            set_env: &[(crate::env::ORCHESTRATED, "1")],
             timeout,
             stdin: None,
             stdout: &stdout,

@@ -14,9 +14,9 @@ pub struct StateDirEnv {
 impl StateDirEnv {
     pub fn from_process() -> Self {
         StateDirEnv {
-            marshal_state_dir: std::env::var_os("MARSHAL_STATE_DIR"),
-            claude_plugin_data: std::env::var_os("CLAUDE_PLUGIN_DATA"),
-            home: std::env::var_os("HOME"),
+            marshal_state_dir: crate::env::state_dir(),
+            claude_plugin_data: crate::env::claude_plugin_data(),
+            home: crate::env::home_raw(),
         }
     }
 }

@@ -28,6 +28,40 @@ impl AbstainReason {
     }
 }
 
+/// A rule pattern, parsed once: a word (`fix`), a stem ending in `*` (`refactor*` matches
+/// `refactoring`), or words in sequence (`root cause*`); a leading `^` anchors it to the
+/// prompt's first word (`^what`). Words are lowercase letters and digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    /// The pattern as written (normalised: lowercase, single spaces).
+    text: String,
+    words: Vec<String>,
+    stem: bool,
+    anchored: bool,
+}
+
+impl Pattern {
+    /// `None` when `text` is not a pattern (empty, or a word with other characters).
+    pub fn parse(text: &str) -> Option<Pattern> {
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        let (body, anchored) = text.strip_prefix('^').map_or((text.as_str(), false), |rest| (rest, true));
+        let (body, stem) = body.strip_suffix('*').map_or((body, false), |rest| (rest, true));
+        let words: Vec<String> = body.split(' ').map(str::to_string).collect();
+        let valid =
+            !body.is_empty() && words.iter().all(|w| !w.is_empty() && w.chars().all(char::is_alphanumeric));
+        valid.then_some(Pattern { text, words, stem, anchored })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The pattern as an explanation shows what matched (without the stem's `*`).
+    pub fn label(&self) -> &str {
+        self.text.trim_end_matches('*')
+    }
+}
+
 /// The analysed prompt.
 #[derive(Debug, Clone)]
 pub struct PromptText {
@@ -63,21 +97,10 @@ impl PromptText {
         PromptText { words, sorted, prose_words, pasted_lines, paths: paths.len() }
     }
 
-    /// Whether `pattern` occurs, not right after a negation. A pattern is a word (`fix`), a
-    /// stem ending in `*` (`refactor*` matches `refactoring`), or words in sequence; a leading
-    /// `^` anchors it to the first word (`^what`).
-    pub fn matches(&self, pattern: &str) -> bool {
-        let (pattern, anchored) = match pattern.strip_prefix('^') {
-            Some(rest) => (rest, true),
-            None => (pattern, false),
-        };
-        let (body, stem) = match pattern.strip_suffix('*') {
-            Some(body) => (body, true),
-            None => (pattern, false),
-        };
-        let mut parts = body.split(' ');
-        let Some(first) = parts.next() else { return false };
-        let rest: Vec<&str> = parts.collect();
+    /// Whether `pattern` occurs, not right after a negation.
+    pub fn matches(&self, pattern: &Pattern) -> bool {
+        let (anchored, stem) = (pattern.anchored, pattern.stem);
+        let Some((first, rest)) = pattern.words.split_first() else { return false };
         let word_matches = |word: &str, part: &str, is_last: bool| {
             if is_last && stem {
                 word.starts_with(part)
@@ -88,7 +111,7 @@ impl PromptText {
         let first_is_stem = stem && rest.is_empty();
         self.positions_of(first, first_is_stem).any(|at| {
             (!anchored || at == 0)
-                && rest.iter().enumerate().all(|(i, part)| {
+                && rest.iter().enumerate().all(|(i, part): (usize, &String)| {
                     self.words.get(at + 1 + i).is_some_and(|w| word_matches(w, part, i + 1 == rest.len()))
                 })
                 && !self.negated_before(at)
@@ -348,28 +371,42 @@ fn looks_like_path(token: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn m(text: &PromptText, pattern: &str) -> bool {
+        text.matches(&Pattern::parse(pattern).unwrap_or_else(|| panic!("not a pattern: {pattern}")))
+    }
+
+    #[test]
+    fn patterns_parse_once_and_reject_what_is_not_a_word() {
+        let p = Pattern::parse("  Root   Cause* ").unwrap();
+        assert_eq!((p.as_str(), p.label()), ("root cause*", "root cause"));
+        assert_eq!(Pattern::parse("^what").unwrap().as_str(), "^what");
+        for bad in ["", "*", "^", "a.b", "c++", "a  *"] {
+            assert!(Pattern::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn quoted_text_and_code_are_not_words() {
         let text = PromptText::new(
             "fix the typo in the word 'architecture' and \"race condition\" in `deadlock_guard`",
         );
-        assert!(!text.matches("architect*") && !text.matches("race condition") && !text.matches("deadlock*"));
-        assert!(text.matches("typo*") && text.matches("fix"));
+        assert!(!m(&text, "architect*") && !m(&text, "race condition") && !m(&text, "deadlock*"));
+        assert!(m(&text, "typo*") && m(&text, "fix"));
         let fenced = PromptText::new("why does this fail?\n```\nthread panicked: deadlock detected\n```\n");
-        assert!(!fenced.matches("deadlock*"));
+        assert!(!m(&fenced, "deadlock*"));
         assert_eq!((fenced.pasted_lines, fenced.prose_words), (1, 4));
         let apostrophes = PromptText::new("don't touch the user's design");
-        assert!(!apostrophes.matches("touch"), "negated");
-        assert!(apostrophes.matches("design*"));
+        assert!(!m(&apostrophes, "touch"), "negated");
+        assert!(m(&apostrophes, "design*"));
     }
 
     #[test]
     fn patterns_words_stems_phrases_and_negation() {
         let text = PromptText::new("Refactoring the address table; find the root causes, not the tests");
-        assert!(text.matches("refactor*"));
-        assert!(!text.matches("add"), "address is not add");
-        assert!(text.matches("root cause*"));
-        assert!(!text.matches("test*"), "negated by 'not'");
+        assert!(m(&text, "refactor*"));
+        assert!(!m(&text, "add"), "address is not add");
+        assert!(m(&text, "root cause*"));
+        assert!(!m(&text, "test*"), "negated by 'not'");
     }
 
     #[test]

@@ -98,10 +98,6 @@ impl OpenTurn {
     }
 }
 
-fn no_action() -> Action {
-    Action::None
-}
-
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalLine {
@@ -121,7 +117,7 @@ pub enum JournalEntry {
         subagent_type: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         original: Option<String>,
-        #[serde(default = "no_action")]
+        #[serde(default)]
         action: Action,
     },
     /// The Stop hook stopped the turn once to ask for delegation.

@@ -72,6 +72,7 @@ pub fn run(spawn: &Spawn, since: Instant) -> Result<Finished> {
         Some(path) => Stdio::from(fsutil::open_read(path)?),
         None => Stdio::null(),
     };
+    #[allow(clippy::disallowed_methods)] // the one place a child is started
     let mut command = Command::new(spawn.program);
     command
         .args(spawn.args)
@@ -314,7 +315,7 @@ pub fn resolve_program(explicit: Option<&str>, name: &str) -> Option<PathBuf> {
         let path = PathBuf::from(path);
         return is_executable(&path).then_some(path);
     }
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| is_executable(p))
+    std::env::split_paths(&crate::env::path()?).map(|dir| dir.join(name)).find(|p| is_executable(p))
 }
 
 /// A regular file with an execute bit (on Unix); any file elsewhere.

@@ -10,7 +10,7 @@
 use anyhow::Result;
 
 use crate::agents::normalize_agent_name;
-use crate::compliance::{classify, Outcome, Verdict as Classified};
+use crate::compliance::{self, Outcome};
 use crate::enforcement::{self, Action, Level, Routed, Verdict};
 use crate::event::{AgentCall, Event, TurnKey};
 use crate::history::History;
@@ -313,7 +313,7 @@ fn record_call(
                 agent: &turn.agent,
                 subagent_type: &turn.subagent_type,
                 model: &turn.model,
-                tier: turn.tier.as_str(),
+                tier: turn.tier,
                 user_named: &turn.user_named,
                 denials: turn.denials(),
             };
@@ -433,10 +433,7 @@ fn close_turns(store: &Store, key: &TurnKey, nudge: bool, now: &str) -> Result<(
             let kept = SessionState { open_turns: vec![turn.clone()], pending: None };
             session::rewrite(&path, &kept)?;
             session::append(&path, JournalEntry::Nudge { prompt_id: turn.prompt_id.clone() })?;
-            Ok((
-                HookResponse::BlockStop(enforcement::nudge_text(&turn.subagent_type, turn.tier.as_str())),
-                warnings,
-            ))
+            Ok((HookResponse::BlockStop(enforcement::nudge_text(&turn.subagent_type, turn.tier)), warnings))
         }
         None => {
             session::clear(&path)?;
@@ -524,44 +521,21 @@ fn update_history(store: &Store, records: &[Record], warnings: &mut Warnings) {
     }
 }
 
-/// Classifies `calls`: an agent the user named counts as following the routing.
-fn classify_calls<'a>(
-    turn: &OpenTurn,
-    calls: impl Iterator<Item = (&'a str, Action)>,
-    own_stop: bool,
-) -> Classified {
-    let calls: Vec<(&str, Action)> = calls.collect();
-    let agents: Vec<&str> = calls.iter().map(|(agent, _)| *agent).collect();
-    let verdict = classify(&turn.agent, &agents, own_stop);
-    match calls.iter().find(|(_, action)| *action == Action::Respected) {
-        Some((agent, _)) if verdict.outcome != Outcome::Followed => {
-            Classified { outcome: Outcome::Followed, actual: Some(normalize_agent_name(agent).to_string()) }
-        }
-        _ => verdict,
-    }
-}
-
 /// The outcome of `turn`; the session comes from `key`, the prompt id from the turn itself.
 /// Also what the outcome would have been without enforcement.
 fn outcome_record(key: &TurnKey, turn: &OpenTurn, closed_by: ClosedBy, now: &str) -> Record {
     let own_stop = matches!(closed_by, ClosedBy::Stop);
-    let ran = turn
+    let calls: Vec<compliance::Call> = turn
         .calls
         .iter()
-        .filter(|c| c.action != Action::Denied)
-        .map(|c| (c.subagent_type.as_str(), c.action));
-    let verdict = classify_calls(turn, ran, own_stop);
-    // Without marshal, the model would have made its calls up to the first one enforcement
-    // changed (as asked), and none of those after the nudge.
-    let first_changed =
-        turn.calls.iter().position(|c| matches!(c.action, Action::Denied | Action::Rewritten));
-    let unprompted = turn
-        .calls
-        .iter()
-        .take(first_changed.map_or(usize::MAX, |i| i + 1))
-        .filter(|c| !c.after_nudge)
-        .map(|c| (c.original.as_deref().unwrap_or(&c.subagent_type), c.action));
-    let unenforced = classify_calls(turn, unprompted, own_stop || turn.nudged).outcome;
+        .map(|c| compliance::Call {
+            ran: &c.subagent_type,
+            asked: c.original.as_deref().unwrap_or(&c.subagent_type),
+            action: c.action,
+            after_nudge: c.after_nudge,
+        })
+        .collect();
+    let (verdict, unenforced) = compliance::judge(&turn.agent, &calls, own_stop, turn.nudged);
     let count = |action: Action| turn.calls.iter().filter(|c| c.action == action).count() as u32;
     let body = RecordBody::Outcome {
         mode: turn.mode,

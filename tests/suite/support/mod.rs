@@ -13,9 +13,19 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
-/// The folder holding the binaries cargo built for this test run.
+/// The folder holding the binaries cargo built for this test run. The hooks come from another
+/// package (marshal-hooks), built beside these by `cargo test --workspace`, as scripts/test.sh
+/// runs it; they are checked for here so a run of this package alone says what is missing.
 pub fn built_binaries_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_marshal-prompt")).parent().expect("bin dir").to_path_buf()
+    let dir = Path::new(env!("CARGO_BIN_EXE_marshal")).parent().expect("bin dir").to_path_buf();
+    for hook in ["marshal-prompt", "marshal-pretool", "marshal-stop"] {
+        assert!(
+            dir.join(hook).exists(),
+            "{hook} is not built in {}: run the suite with cargo test --workspace (or cargo build --workspace first)",
+            dir.display()
+        );
+    }
+    dir
 }
 
 /// Reads a JSON Lines file into values; a missing file is an empty list.

@@ -100,7 +100,7 @@ fn run(args: Args, started: Instant) -> Result<u8> {
     let Some(claude) = orchestrate::find_claude() else {
         eprintln!(
             "marshal-orchestrate: the Claude Code CLI was not found; install it (npm install -g @anthropic-ai/claude-code) or set {}",
-            orchestrate::CLAUDE_BIN_VAR
+            marshal_core::env::CLAUDE_BIN
         );
         return Ok(EXIT_NO_CLI);
     };

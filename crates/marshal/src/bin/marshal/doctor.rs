@@ -166,7 +166,7 @@ fn check_hooks_json(root: &Path) -> Vec<Finding> {
 }
 
 fn check_registration() -> Finding {
-    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
+    let Some(home) = marshal_core::env::home() else {
         return fail("HOME is not set: cannot find Claude Code's plugin registry", "set HOME");
     };
     let registry = home.join(".claude/plugins/installed_plugins.json");

@@ -138,9 +138,7 @@ fn use_color(choice: ColorChoice) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
-        }
+        ColorChoice::Auto => !marshal_core::env::no_color() && std::io::stdout().is_terminal(),
     }
 }
 
