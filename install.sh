@@ -11,10 +11,12 @@ BINARIES=(marshal marshal-prompt marshal-pretool marshal-stop marshal-orchestrat
 
 usage() {
   cat <<USAGE
-Usage: ./install.sh [--uninstall] [--binaries DIR] [--no-register]
+Usage: ./install.sh [--uninstall] [--binaries DIR] [--no-register] [--no-link]
 
 Builds marshal's release binaries into $ROOT/bin, registers this folder as a
 Claude Code plugin marketplace, installs the plugin, and checks that it works.
+When ~/.local/bin is on your PATH, it also links marshal and marshal-orchestrate
+there (it never replaces a file that is not its own link).
 Running it again updates everything in place.
 
 Options:
@@ -22,6 +24,7 @@ Options:
                    delete bin/. Your ledger and logs are kept (the path is printed).
   --binaries DIR   Copy already-built binaries from DIR instead of building.
   --no-register    Build and check the binaries only; leave Claude Code alone.
+  --no-link        Do not link marshal and marshal-orchestrate into ~/.local/bin.
   -h, --help       Show this help.
 
 Environment:
@@ -41,11 +44,13 @@ trap '[ -z "$scratch" ] || rm -rf "$scratch"' EXIT
 uninstall=0
 binaries_dir=""
 register=1
+link=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --uninstall) uninstall=1 ;;
     --binaries) [ $# -ge 2 ] || die "--binaries needs a directory"; binaries_dir="$2"; shift ;;
     --no-register) register=0 ;;
+    --no-link) link=0 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
   esac
@@ -73,13 +78,14 @@ build_binaries() {
   [ -n "$host" ] ||
     die "rustc is on PATH but does not run. With rustup, check 'rustup default stable'; if HOME was changed, point RUSTUP_HOME and CARGO_HOME at the real ones."
   target_dir="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/marshal/target}"
-  say "Building release binaries for $host (cargo target dir: $target_dir)..."
+  say "Building release binaries for $host (cargo target dir: $target_dir)."
+  say "The first build takes a few minutes; cargo shows its progress below."
   # Static glibc linking saves ~0.3 ms of dynamic loading on every hook run (see README).
   # With --target, RUSTFLAGS reach only our binaries, not build scripts or proc-macros.
   local rustflags="${RUSTFLAGS:-}"
   case "$host" in *-linux-gnu) rustflags="$rustflags -C target-feature=+crt-static" ;; esac
   (cd "$ROOT" && RUSTFLAGS="$rustflags" CARGO_TARGET_DIR="$target_dir" \
-    cargo build --release --locked --quiet --target "$host" -p marshal -p marshal-hooks --bins) ||
+    cargo build --release --locked --target "$host" -p marshal -p marshal-hooks --bins) ||
     die "cargo build failed (see the messages above)"
   binaries_dir="$target_dir/$host/release"
 }
@@ -133,6 +139,45 @@ health_check() {
   unset MARSHAL_STATE_DIR MARSHAL_MODE
 }
 
+# The commands a user types, linked into ~/.local/bin when that folder is on PATH.
+USER_COMMANDS=(marshal marshal-orchestrate)
+LINK_DIR="${HOME:-}/.local/bin"
+
+on_path() {
+  case ":${PATH:-}:" in *":$1:"*) return 0 ;; *) return 1 ;; esac
+}
+
+link_commands() {
+  if [ "$link" = 0 ] || [ -z "${HOME:-}" ] || ! on_path "$LINK_DIR"; then
+    say "To run marshal by name, add $ROOT/bin to your PATH (or run $ROOT/bin/marshal)."
+    return
+  fi
+  mkdir -p "$LINK_DIR"
+  local name target
+  for name in "${USER_COMMANDS[@]}"; do
+    target="$LINK_DIR/$name"
+    if [ -e "$target" ] || [ -L "$target" ]; then
+      if [ "$(readlink "$target" 2>/dev/null)" != "$ROOT/bin/$name" ]; then
+        say "  $target exists and is not marshal's link; left alone (run $ROOT/bin/$name instead)"
+        continue
+      fi
+    fi
+    ln -sfn "$ROOT/bin/$name" "$target"
+  done
+  ok "linked ${USER_COMMANDS[*]} into $LINK_DIR (on your PATH)"
+}
+
+unlink_commands() {
+  local name target
+  for name in "${USER_COMMANDS[@]}"; do
+    target="$LINK_DIR/$name"
+    if [ -L "$target" ] && [ "$(readlink "$target")" = "$ROOT/bin/$name" ]; then
+      rm -f "$target"
+      ok "removed the link $target"
+    fi
+  done
+}
+
 do_uninstall() {
   local claude
   # Without a working CLI the plugin would stay enabled with its binaries gone, and every hook
@@ -154,6 +199,7 @@ do_uninstall() {
   if "$claude" plugin list 2>/dev/null | grep -qF "$PLUGIN@$MARKETPLACE"; then
     die "claude plugin list still shows $PLUGIN@$MARKETPLACE; bin/ was left in place"
   fi
+  unlink_commands
   rm -rf "$ROOT/bin"
   ok "removed $ROOT/bin"
   say "Your ledger and log are kept in ${MARSHAL_STATE_DIR:-$HOME/.claude/plugins/data/$PLUGIN-$MARKETPLACE}; delete that folder to remove them."
@@ -177,9 +223,14 @@ health_check
 if [ "$register" = 1 ]; then
   register_plugin "$claude"
 fi
+link_commands
 if [ "$register" = 1 ]; then
   say "marshal is installed. Start Claude Code as usual; every prompt is now routed."
-  say "See what it recorded: $ROOT/bin/marshal paths"
+  if on_path "$LINK_DIR" && [ "$link" = 1 ]; then
+    say "See what it recorded: marshal report (and marshal doctor if anything seems off)."
+  else
+    say "See what it recorded: $ROOT/bin/marshal report (and $ROOT/bin/marshal doctor if anything seems off)."
+  fi
 else
   say "Binaries built and checked; Claude Code was left alone (--no-register)."
 fi

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-runs=300
+runs=500
 bin_dir="$ROOT/bin"
 
 usage() {

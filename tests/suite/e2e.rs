@@ -191,6 +191,36 @@ fn uninstall_removes_the_plugin_from_claude_code_but_keeps_the_ledger() {
 }
 
 #[test]
+fn install_links_the_user_commands_into_local_bin_when_it_is_on_path() {
+    let sandbox = Sandbox::bare();
+    let local_bin = sandbox.home.join(".local/bin");
+    std::fs::create_dir_all(&local_bin).unwrap();
+    std::fs::write(local_bin.join("marshal-orchestrate"), "#!/bin/sh\necho someone else's\n").unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(local_bin.clone()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let binaries = crate::support::built_binaries_dir();
+    let args = ["--binaries", binaries.to_str().unwrap(), "--no-register"];
+    for _ in 0..2 {
+        let out = sandbox.install_sh_with(&args, &[("PATH", &path)]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("linked marshal marshal-orchestrate into"), "{stdout}");
+        assert!(stdout.contains("is not marshal's link; left alone"), "{stdout}");
+    }
+    assert_eq!(std::fs::read_link(local_bin.join("marshal")).unwrap(), sandbox.plugin.join("bin/marshal"));
+    let theirs = std::fs::read_to_string(local_bin.join("marshal-orchestrate")).unwrap();
+    assert!(theirs.contains("someone else's"), "a file that was not ours was replaced");
+
+    // Without ~/.local/bin on PATH, nothing is linked and the user is told how to run it.
+    let elsewhere = Sandbox::bare();
+    let out = elsewhere.install_sh(&args);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("add"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!elsewhere.home.join(".local/bin/marshal").exists());
+}
+
+#[test]
 fn marshal_report_counts_real_sessions_and_json_matches_the_table() {
     let sandbox = Sandbox::installed();
     let sessions = [

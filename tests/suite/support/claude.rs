@@ -82,9 +82,14 @@ impl Sandbox {
     }
 
     pub fn install_sh(&self, args: &[&str]) -> Output {
+        self.install_sh_with(args, &[])
+    }
+
+    /// install.sh with extra variables (set after the clean environment).
+    pub fn install_sh_with(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Output {
         let mut command = Command::new(self.plugin.join("install.sh"));
         self.offline_env(&mut command);
-        command.args(args).env("CLAUDE_BIN", claude_bin());
+        command.args(args).env("CLAUDE_BIN", claude_bin()).envs(env.iter().copied());
         run_with_limit(&mut command, Duration::from_secs(300))
     }
 

@@ -99,7 +99,7 @@ fn run(args: Args, started: Instant) -> Result<u8> {
     };
     let Some(claude) = orchestrate::find_claude() else {
         eprintln!(
-            "marshal-orchestrate: the Claude Code CLI was not found; install it (npm install -g @anthropic-ai/claude-code) or set {}",
+            "marshal-orchestrate: the Claude Code CLI was not found; install it (npm install -g @anthropic-ai/claude-code@2.1.329, the version marshal is tested with) or set {}",
             marshal_core::env::CLAUDE_BIN
         );
         return Ok(EXIT_NO_CLI);

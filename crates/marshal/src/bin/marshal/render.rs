@@ -241,10 +241,10 @@ fn source_line(context: &Context) -> String {
     let f = context.filter;
     let mut parts = Vec::new();
     if let Some(since) = f.since {
-        parts.push(format!("since {}", since.to_rfc3339()));
+        parts.push(format!("since {}", since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
     }
     if let Some(until) = f.until {
-        parts.push(format!("until {}", until.to_rfc3339()));
+        parts.push(format!("until {}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
     }
     for (name, value) in [("session", &f.session), ("project", &f.project)] {
         if let Some(value) = value {
@@ -350,8 +350,8 @@ pub fn json_value(report: &Report, context: &Context) -> Value {
         json!({
             "ledgers": context.ledgers,
             "missing": context.missing,
-            "since": context.filter.since.map(|t| t.to_rfc3339()),
-            "until": context.filter.until.map(|t| t.to_rfc3339()),
+            "since": context.filter.since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            "until": context.filter.until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             "session": context.filter.session,
             "project": context.filter.project,
             "mode": context.filter.mode.map(|m| m.as_str()),
