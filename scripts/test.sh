@@ -39,6 +39,9 @@ cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 step "the hook binaries link no SQLite, YAML, async runtime or clap"
 scripts/check-hook-deps.sh
 
+step "cargo build: every binary, the hooks included (the suite runs them as processes)"
+cargo build --workspace --bins --locked
+
 step "cargo test (unit, property, hooks as processes, faults, real Claude Code end to end)"
 cargo test --workspace --locked
 

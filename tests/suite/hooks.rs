@@ -46,7 +46,7 @@ fn hook_in(
     stdin: impl Into<Vec<u8>>,
     env: &[(&str, &str)],
 ) -> assert_cmd::assert::Assert {
-    let mut command = Command::cargo_bin(bin).unwrap();
+    let mut command = Command::new(crate::support::built_binaries_dir().join(bin));
     command
         .env_clear()
         .env("MARSHAL_STATE_DIR", dir)
@@ -247,8 +247,7 @@ fn an_unwritable_state_dir_still_routes_and_never_fails_the_hook() {
 
 #[test]
 fn with_no_state_dir_at_all_the_prompt_hook_still_routes() {
-    let assert = Command::cargo_bin("marshal-prompt")
-        .unwrap()
+    let assert = Command::new(crate::support::built_binaries_dir().join("marshal-prompt"))
         .env_clear()
         .write_stdin(prompt_event("p1", "rename foo"))
         .timeout(std::time::Duration::from_secs(30))
@@ -264,7 +263,7 @@ fn a_closed_stdout_does_not_crash_the_hook() {
     let state = State::new();
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("marshal-prompt"))
+    let mut child = std::process::Command::new(crate::support::built_binaries_dir().join("marshal-prompt"))
         .env_clear()
         .env("MARSHAL_STATE_DIR", &state.dir)
         .stdin(std::process::Stdio::piped())
@@ -306,7 +305,7 @@ fn hostile_session_ids_never_leave_the_state_dir() {
 fn marshal_route_prints_the_decision_and_stable_json() {
     let home = tempfile::tempdir().unwrap();
     let marshal = || {
-        let mut command = Command::cargo_bin("marshal").unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_marshal"));
         command.env_clear().env("HOME", home.path()).current_dir(home.path());
         command
     };

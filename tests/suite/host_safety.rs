@@ -392,7 +392,79 @@ fn a_state_dir_others_can_write_or_do_not_own_is_refused() {
         assert!(!dirs.state.join("ledger.jsonl").exists(), "{what}: recorded in an untrusted directory");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("not recording"), "{what}: {stderr}");
+        // marshal-orchestrate refuses it too.
+        let stub = dirs.stub_claude("echo '{\"type\":\"result\",\"is_error\":false,\"result\":\"ok\"}'");
+        let mut command = dirs.command("marshal-orchestrate");
+        command.env("MARSHAL_CLAUDE_BIN", &stub).arg(CHORE);
+        let out = run_with_limit(&mut command, Duration::from_secs(30));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{what}");
+        assert!(!dirs.state.join("ledger.jsonl").exists() && !dirs.state.join("runs").exists(), "{what}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "{what}");
     }
+}
+
+#[test]
+fn a_link_planted_at_the_state_path_or_its_folders_is_refused() {
+    let dirs = Dirs::new();
+    // Someone else's link to a directory of ours, and runs/ planted as a link in a good one.
+    let ours = dirs.root.join("ours");
+    std::fs::create_dir(&ours).unwrap();
+    std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let theirs = dirs.root.join("theirs");
+    std::os::unix::fs::symlink(&ours, &theirs).unwrap();
+    std::os::unix::fs::lchown(&theirs, Some(65534), None).unwrap();
+    let out = run_with_input(
+        dirs.command("marshal-prompt").env("MARSHAL_STATE_DIR", &theirs),
+        Some(
+            json!({"hook_event_name":"UserPromptSubmit","session_id":"s1","prompt_id":"p1","prompt":CHORE})
+                .to_string()
+                .as_bytes(),
+        ),
+        Duration::from_secs(5),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("link owned by user 65534"));
+    assert_eq!(std::fs::read_dir(&ours).unwrap().count(), 0, "nothing written through their link");
+
+    let elsewhere = dirs.root.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::create_dir_all(&dirs.state).unwrap();
+    std::fs::set_permissions(&dirs.state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dirs.state.join("runs")).unwrap();
+    let out = dirs.prompt("p1", CHORE, &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("runs"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+#[test]
+fn a_fifo_planted_at_a_state_file_never_hangs_a_hook() {
+    let dirs = Dirs::new();
+    std::fs::create_dir_all(&dirs.state).unwrap();
+    std::fs::set_permissions(&dirs.state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(Command::new("mkfifo").arg(dirs.state.join("logged-problems")).status().unwrap().success());
+    dirs.user_config(&json!({"typo": 1}));
+    // run_with_input's 5 s limit is the assertion: a hook with a problem to log returns.
+    assert!(directive(&dirs.prompt("p1", CHORE, &[])).contains("marshal:haiku-general"));
+}
+
+#[test]
+fn an_orchestration_that_cannot_even_start_advises_instead() {
+    let dirs = Dirs::new();
+    let stub = dirs.stub_claude("echo '{\"type\":\"result\",\"is_error\":false,\"result\":\"ok\"}'");
+    let event = json!({"hook_event_name":"UserPromptSubmit","session_id":"s1","prompt_id":"p1",
+        "cwd":"/nonexistent/project","prompt":CHORE});
+    let out = dirs.hook(
+        "marshal-prompt",
+        &event,
+        &[("MARSHAL_MODE", "orchestrate"), ("MARSHAL_CLAUDE_BIN", stub.to_str().unwrap())],
+    );
+    assert!(directive(&out).contains("marshal:haiku-general"), "{}", String::from_utf8_lossy(&out.stdout));
+    let ledger = dirs.ledger();
+    let reason = of_kind(&ledger, "route")[0]["mode_reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("could not be started in /nonexistent/project"), "{reason}");
 }
 
 #[test]

@@ -274,7 +274,18 @@ pub fn load(env: &ConfigEnv) -> (Config, Provenance) {
             Err(error) => provenance.errors.push(error),
         }
     }
-    if let Some(path) = env.var("MARSHAL_CONFIG") {
+    if let Some(path) = env.var("MARSHAL_CONFIG").filter(|path| {
+        // Relative, it would be read from whatever folder the hook runs in: a cloned repository.
+        let absolute = Path::new(path).is_absolute();
+        if !absolute {
+            provenance.errors.push(err(
+                "MARSHAL_CONFIG",
+                "MARSHAL_CONFIG",
+                "an absolute path (a relative one is ignored)",
+            ));
+        }
+        absolute
+    }) {
         match read_layer(Path::new(path), true) {
             Ok(layer) => {
                 apply_layer(&mut config, &layer.unwrap_or_default(), path, Trust::User, &mut provenance);
@@ -354,7 +365,7 @@ fn apply_layer(
             continue;
         }
         let mut candidate = config.clone();
-        let applied = apply_key(&mut candidate, key, value, source, &mut provenance.warnings)
+        let applied = apply_key(&mut candidate, key, value, source, provenance)
             .and_then(|()| validate(&candidate, source));
         match applied {
             Ok(()) => *config = candidate,
@@ -379,14 +390,15 @@ fn apply_key(
     key: &str,
     value: &Value,
     source: &str,
-    warnings: &mut Vec<String>,
+    provenance: &mut Provenance,
 ) -> Result<(), ConfigError> {
+    let warnings = &mut provenance.warnings;
     match key {
         "models" => apply_tier_table(&mut config.models, value, source, "models")?,
         "agents" => apply_tier_table(&mut config.agents, value, source, "agents")?,
         "thresholds" => apply_thresholds(&mut config.thresholds, value, source)?,
         "tasks" => apply_tasks(&mut config.tasks, value, source)?,
-        "rules" => apply_rules(&mut config.rules, value, source, warnings)?,
+        "rules" => apply_rules(config, value, source, provenance)?,
         "disable_rules" => {
             let ids = string_list(value).ok_or_else(|| err(source, key, "a list of rule ids"))?;
             disable_rules(&mut config.rules, &ids, source, warnings);
@@ -543,36 +555,67 @@ fn apply_tasks(tasks: &mut BTreeMap<String, u8>, value: &Value, source: &str) ->
 
 /// User rules come first (in file order), then the rules already configured. A rule whose id
 /// exists replaces it in place; `"enabled": false` removes it.
+/// A rule that is wrong is dropped alone (its error is recorded); the others apply.
 fn apply_rules(
-    rules: &mut Vec<Rule>,
+    config: &mut Config,
     value: &Value,
     source: &str,
-    warnings: &mut Vec<String>,
+    provenance: &mut Provenance,
 ) -> Result<(), ConfigError> {
     let list = value.as_array().ok_or_else(|| err(source, "rules", "a list of rule objects"))?;
     let mut added = Vec::new();
     for (i, item) in list.iter().enumerate() {
         let key = format!("rules[{i}]");
-        let object = item.as_object().ok_or_else(|| err(source, &key, "a rule object"))?;
-        let id = object
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| err(source, &format!("{key}.id"), "a non-empty string"))?
-            .to_string();
-        if object.get("enabled") == Some(&Value::Bool(false)) {
-            disable_rules(rules, std::slice::from_ref(&id), source, warnings);
-            continue;
-        }
-        let rule = parse_rule(object, id, source, &key, warnings)?;
+        let parsed = item.as_object().ok_or_else(|| err(source, &key, "a rule object")).and_then(|object| {
+            let id = object
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| err(source, &format!("{key}.id"), "a non-empty string"))?
+                .to_string();
+            if object.get("enabled") == Some(&Value::Bool(false)) {
+                return Ok((id, None));
+            }
+            let rule = parse_rule(object, id.clone(), source, &key, &mut provenance.warnings)?;
+            check_task(&rule, &config.tasks, source)?;
+            Ok((id, Some(rule)))
+        });
+        let rules = &mut config.rules;
+        let rule = match parsed {
+            Ok((id, None)) => {
+                disable_rules(rules, std::slice::from_ref(&id), source, &mut provenance.warnings);
+                continue;
+            }
+            Ok((_, Some(rule))) => rule,
+            Err(error) => {
+                provenance.errors.push(error);
+                continue;
+            }
+        };
         match rules.iter_mut().find(|r| r.id == rule.id) {
             Some(existing) => *existing = rule,
             None => added.push(rule),
         }
     }
-    added.append(rules);
-    *rules = added;
+    added.append(&mut config.rules);
+    config.rules = added;
     Ok(())
+}
+
+/// A rule's task type must be known (or added under "tasks" in the same or an earlier layer).
+fn check_task(rule: &Rule, tasks: &BTreeMap<String, u8>, source: &str) -> Result<(), ConfigError> {
+    if tasks.contains_key(&rule.task) {
+        return Ok(());
+    }
+    Err(err(
+        source,
+        &format!("rule '{}'.task", rule.id),
+        &format!(
+            "a known task type ({}), or add '{}' under \"tasks\" with its score",
+            tasks.keys().cloned().collect::<Vec<_>>().join(", "),
+            rule.task
+        ),
+    ))
 }
 
 fn parse_rule(
@@ -648,19 +691,6 @@ fn disable_rules(rules: &mut Vec<Rule>, ids: &[String], source: &str, warnings: 
 fn validate(config: &Config, source: &str) -> Result<(), ConfigError> {
     if config.thresholds.base > config.thresholds.strong {
         return Err(err(source, "thresholds", "base not above strong"));
-    }
-    for rule in &config.rules {
-        if !config.tasks.contains_key(&rule.task) {
-            return Err(err(
-                source,
-                &format!("rule '{}'.task", rule.id),
-                &format!(
-                    "a known task type ({}), or add '{}' under \"tasks\" with its score",
-                    config.tasks.keys().cloned().collect::<Vec<_>>().join(", "),
-                    rule.task
-                ),
-            ));
-        }
     }
     Ok(())
 }
@@ -948,6 +978,21 @@ mod tests {
             r#"{"modes":{"overnight":{"from":"25:00","to":"06:00"}}}"#,
         );
         assert_eq!(load(&env_with(home.path(), None, &[])).1.errors[0].clone().key, "modes.overnight.from");
+    }
+
+    #[test]
+    fn one_bad_rule_is_dropped_alone_and_a_relative_named_config_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        write(
+            &home.path().join(".claude/marshal.json"),
+            r#"{"rules":[{"id":"good","match":["zap"],"task":"chore"},{"id":"bad","match":["x-y"],"task":"chore"},
+                {"id":"odd","match":["zip"],"task":"dance"}]}"#,
+        );
+        let (config, provenance) = load(&env_with(home.path(), None, &[("MARSHAL_CONFIG", "team.json")]));
+        assert_eq!(config.rules[0].id, "good");
+        assert!(config.rules.iter().all(|r| r.id != "bad" && r.id != "odd"));
+        let keys: Vec<&str> = provenance.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["rules[1].match", "rule 'odd'.task", "MARSHAL_CONFIG"]);
     }
 
     #[test]

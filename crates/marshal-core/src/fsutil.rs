@@ -43,6 +43,24 @@ pub const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
 /// cap, or a link where `links` refuses one. Never blocks: the file is opened non-blocking, so a
 /// FIFO with no writer cannot hang the caller, and it is checked before a byte is read.
 pub fn read_capped(path: &Path, cap: u64, links: Links) -> Result<Option<Vec<u8>>> {
+    let Some(file) = open_regular(path, links)? else { return Ok(None) };
+    let meta = file.metadata().with_context(|| format!("could not inspect {}", path.display()))?;
+    if meta.len() > cap {
+        bail!("{} is larger than {cap} bytes: skipped", path.display());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("could not read {}", path.display()))?;
+    if bytes.len() as u64 > cap {
+        bail!("{} grew past {cap} bytes while being read: skipped", path.display());
+    }
+    Ok(Some(bytes))
+}
+
+/// Opens a regular file for reading without ever blocking (a FIFO with no writer cannot hang
+/// the caller). `Ok(None)` when nothing is there; an error for anything but a regular file.
+pub fn open_regular(path: &Path, links: Links) -> Result<Option<File>> {
     let mut options = OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -68,17 +86,7 @@ pub fn read_capped(path: &Path, cap: u64, links: Links) -> Result<Option<Vec<u8>
     if !meta.is_file() {
         bail!("{} is not a regular file (a FIFO, device or directory): skipped", path.display());
     }
-    if meta.len() > cap {
-        bail!("{} is larger than {cap} bytes: skipped", path.display());
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(cap + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("could not read {}", path.display()))?;
-    if bytes.len() as u64 > cap {
-        bail!("{} grew past {cap} bytes while being read: skipped", path.display());
-    }
-    Ok(Some(bytes))
+    Ok(Some(file))
 }
 
 /// `O_NOFOLLOW` on a link fails with `ELOOP` (Linux, the BSDs) or `EMLINK` (FreeBSD).
@@ -98,15 +106,19 @@ fn is_link_refused(err: &std::io::Error) -> bool {
 
 /// Why a state directory cannot be trusted with marshal's records, if it cannot.
 ///
-/// It must be a directory owned by this user that no one else can write to: in a directory others
-/// can write, they could plant links or replace files between marshal's checks. Claude Code
-/// creates the plugin's data directory with the user's umask (0755, or 0775 with a private group);
-/// on first use, when it holds nothing but what marshal itself creates, marshal narrows it to 0700.
+/// It must be a directory owned by this user that no one else can write to, reached through no
+/// link someone else owns, in a parent no one else can rename it out of, and its `subdirs` must
+/// be real directories of its own: otherwise others could plant links or FIFOs, or swap files,
+/// between marshal's checks. Claude Code creates the plugin's data directory with the user's
+/// umask; one that others can only read (0755) is narrowed to 0700 on first use, while it holds
+/// nothing but marshal's own files. One that others can write to is refused, never narrowed.
 #[cfg(unix)]
-pub fn untrusted_state_dir(dir: &Path, own_names: &[&str]) -> Option<String> {
+pub fn untrusted_state_dir(dir: &Path, own_names: &[&str], subdirs: &[&str]) -> Option<String> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let meta = match fs::metadata(dir) {
-        Ok(meta) => meta,
+    let me = rustix::process::geteuid().as_raw();
+    let owned = |uid: u32| uid == me || uid == 0;
+    let link = match fs::symlink_metadata(dir) {
+        Ok(link) => link,
         // Not there yet: created 0700 when first written (or its creation fails and says why).
         Err(err)
             if matches!(err.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) =>
@@ -115,41 +127,55 @@ pub fn untrusted_state_dir(dir: &Path, own_names: &[&str]) -> Option<String> {
         }
         Err(err) => return Some(format!("unreadable ({err})")),
     };
+    if link.file_type().is_symlink() && !owned(link.uid()) {
+        return Some(format!("a link owned by user {}, not by this user", link.uid()));
+    }
+    // Anyone who can write to the parent could rename the directory (or the link) away and put
+    // their own in its place; a sticky parent (like /tmp) lets them touch only their own entries.
+    if let Some(parent) = dir.parent().and_then(|p| fs::metadata(p).ok()) {
+        let parent_mode = parent.permissions().mode() & 0o7777;
+        if parent_mode & 0o002 != 0 && parent_mode & 0o1000 == 0 {
+            return Some(format!("in a parent directory anyone can write to (mode {parent_mode:o})"));
+        }
+    }
+    let meta = match fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(err) => return Some(format!("unreadable ({err})")),
+    };
     if !meta.is_dir() {
         return Some("not a directory".into());
     }
-    let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
         return Some(format!("owned by user {}, not by this user ({me})", meta.uid()));
     }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 == 0 {
-        return None;
-    }
-    // Only marshal's own names, each a regular file or directory of this user's: nothing was
-    // planted, so narrowing is safe.
-    let only_ours = fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().all(|entry| {
-            let name_ok = entry.file_name().to_str().is_some_and(|name| own_names.contains(&name));
-            let kind_ok = entry.metadata().is_ok_and(|m| {
-                (m.is_file() || m.is_dir()) && m.uid() == me && m.permissions().mode() & 0o022 == 0
-            });
-            name_ok && kind_ok
-        })
-    });
-    if only_ours && fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).is_ok() {
-        return None;
-    }
+    let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o022 != 0 {
-        Some(format!("writable by others (mode {mode:o})"))
-    } else {
-        // Readable by others but not writable: records are private, yet nothing can be planted.
-        None
+        return Some(format!("writable by others (mode {mode:o}); chmod 700 it to use it"));
     }
+    for sub in subdirs {
+        match fs::symlink_metadata(dir.join(sub)) {
+            Ok(m) if !m.is_dir() || m.uid() != me || m.permissions().mode() & 0o022 != 0 => {
+                return Some(format!("holding a {sub} that is not a private directory of this user's"));
+            }
+            _ => {}
+        }
+    }
+    if mode & 0o077 != 0 {
+        // Readable by others: narrow it when nothing but marshal's own files is there.
+        let only_ours = fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .all(|entry| entry.file_name().to_str().is_some_and(|name| own_names.contains(&name)))
+        });
+        if only_ours {
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        }
+    }
+    None
 }
 
 #[cfg(not(unix))]
-pub fn untrusted_state_dir(_dir: &Path, _own_names: &[&str]) -> Option<String> {
+pub fn untrusted_state_dir(_dir: &Path, _own_names: &[&str], _subdirs: &[&str]) -> Option<String> {
     None
 }
 
@@ -187,12 +213,13 @@ fn random_u64() -> u64 {
 /// Opens `path` for appending (and reading, so a writer can check how the file ends),
 /// creating it with mode 0600.
 pub fn open_append(path: &Path) -> Result<File> {
-    private_options()
+    let file = private_options()
         .read(true)
         .append(true)
         .create(true)
         .open(path)
-        .with_context(|| format!("could not open {} for appending", path.display()))
+        .with_context(|| format!("could not open {} for appending", path.display()))?;
+    regular(file, path)
 }
 
 /// Appends complete lines (`lines` ends with a newline) with one `write()`.
@@ -232,18 +259,23 @@ fn ends_with_newline(_file: &File, _len: u64) -> bool {
 
 /// Opens `path` for reading and writing in place, creating it with mode 0600.
 pub fn open_read_write(path: &Path) -> Result<File> {
-    private_options()
+    let file = private_options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .with_context(|| format!("could not open {}", path.display()))
+        .with_context(|| format!("could not open {}", path.display()))?;
+    regular(file, path)
 }
 
 /// Opens an existing state file for reading, never through a link.
 pub fn open_read(path: &Path) -> Result<File> {
-    private_options().read(true).open(path).with_context(|| format!("could not open {}", path.display()))
+    let file = private_options()
+        .read(true)
+        .open(path)
+        .with_context(|| format!("could not open {}", path.display()))?;
+    regular(file, path)
 }
 
 /// Opens (creating, mode 0600) a file used only as a lock.
@@ -253,12 +285,16 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
 
 /// Creates (or truncates) a private file to write from the start, never through a link.
 pub fn create_private(path: &Path) -> Result<File> {
-    private_options()
+    // Not O_TRUNC at open: a FIFO or device must be refused before anything is done to it.
+    let file = private_options()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .open(path)
-        .with_context(|| format!("could not create {}", path.display()))
+        .with_context(|| format!("could not create {}", path.display()))?;
+    let file = regular(file, path)?;
+    file.set_len(0).with_context(|| format!("could not empty {}", path.display()))?;
+    Ok(file)
 }
 
 /// Replaces `path` with `bytes`: write a temp file in the same directory, flush it to disk,
@@ -292,12 +328,20 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Removes regular files in `dir` last modified more than `max_age` ago; returns how many.
-pub fn remove_older_than(dir: &Path, max_age: std::time::Duration) -> usize {
+/// Removes the regular files in `dir` whose names end with one of `suffixes` (the files marshal
+/// writes there) and that were last modified more than `max_age` ago; returns how many. A `dir`
+/// that is a link is left alone.
+pub fn remove_older_than(dir: &Path, suffixes: &[&str], max_age: std::time::Duration) -> usize {
+    if fs::symlink_metadata(dir).map_or(true, |m| !m.is_dir()) {
+        return 0;
+    }
     let Ok(entries) = fs::read_dir(dir) else { return 0 };
     let now = std::time::SystemTime::now();
     entries
         .flatten()
+        .filter(|entry| {
+            entry.file_name().to_str().is_some_and(|name| suffixes.iter().any(|s| name.ends_with(s)))
+        })
         .filter(|entry| {
             entry.metadata().is_ok_and(|m| {
                 m.is_file()
@@ -308,15 +352,41 @@ pub fn remove_older_than(dir: &Path, max_age: std::time::Duration) -> usize {
         .count()
 }
 
-/// Mode 0600 for a file created, and never through a symbolic link at the path itself.
+/// Mode 0600 for a file created, never through a symbolic link at the path itself, and never
+/// blocking on a FIFO planted at the path (the open fails or returns at once, and [`regular`]
+/// refuses it).
 fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        options.mode(0o600).custom_flags(flags.bits() as i32);
     }
     options
+}
+
+/// `file`, if it is a regular file: a state file is never a FIFO, a device or a directory.
+fn regular(file: File, path: &Path) -> Result<File> {
+    let meta = file.metadata().with_context(|| format!("could not inspect {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    Ok(file)
+}
+
+/// Creates a new private file with an unguessable name in `dir` (`prefix` then random hex),
+/// exclusively: nothing planted beforehand is written through.
+pub fn create_new_private(dir: &Path, prefix: &str) -> Result<(std::path::PathBuf, File)> {
+    for _ in 0..16 {
+        let path = dir.join(format!("{prefix}{:016x}", random_u64()));
+        match private_options().write(true).create_new(true).open(&path) {
+            Ok(file) => return Ok((path, file)),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err).with_context(|| format!("could not create {}", path.display())),
+        }
+    }
+    bail!("could not create a new file in {}", dir.display())
 }
 
 #[cfg(all(test, unix))]
@@ -383,6 +453,37 @@ mod tests {
         write_atomic(&planted, b"new").unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
         assert_eq!(fs::read_to_string(&planted).unwrap(), "new", "the link itself was replaced");
+    }
+
+    #[test]
+    fn a_fifo_planted_at_a_state_file_is_refused_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("logged-problems");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        // No reader: the non-blocking open fails; with one it would open, and is refused.
+        assert!(create_private(&fifo).is_err());
+        assert!(open_append(&fifo).is_err());
+        assert!(open_read_write(&fifo).is_err());
+        assert!(open_read(&fifo).is_err());
+    }
+
+    #[test]
+    fn clean_up_removes_only_its_own_old_files_and_never_through_a_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = tmp.path().join("runs");
+        fs::create_dir(&runs).unwrap();
+        for name in ["s-p-1.out", "s-p-1.err", "thesis.txt"] {
+            fs::write(runs.join(name), "x").unwrap();
+        }
+        assert_eq!(remove_older_than(&runs, &[".out", ".err"], std::time::Duration::ZERO), 2);
+        assert!(runs.join("thesis.txt").exists());
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::write(elsewhere.join("old.out"), "x").unwrap();
+        let link = tmp.path().join("linked-runs");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        assert_eq!(remove_older_than(&link, &[".out"], std::time::Duration::ZERO), 0);
+        assert!(elsewhere.join("old.out").exists());
     }
 
     #[test]

@@ -96,12 +96,16 @@ fn run(source: &str, state_dir: Option<&Path>, started: Instant) -> Result<HookR
         routing::route(prompt, &context.inputs())
     };
     let orchestrate = |prompt: &str, rec: &Recommendation, key: &TurnKey| {
-        let claude = orchestrate::find_claude()?;
+        let Some(claude) = orchestrate::find_claude() else {
+            return Err("orchestrate mode, but the Claude Code CLI was not found (set MARSHAL_CLAUDE_BIN or put claude on PATH): directive mode instead".to_string());
+        };
         let cwd =
             project.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("."));
         let runs_dir = match state_dir {
             Some(dir) => Store::new(dir).runs_dir(),
-            None => crate::fsutil::private_temp_dir("marshal-runs").ok()?,
+            None => crate::fsutil::private_temp_dir("marshal-runs").map_err(|err| {
+                format!("orchestrate mode, but no place for its outputs ({err:#}): directive mode instead")
+            })?,
         };
         let run_id = orchestrate::run_id(&key.session, key.prompt_id.as_deref());
         let job = orchestrate::Job {
@@ -115,7 +119,19 @@ fn run(source: &str, state_dir: Option<&Path>, started: Instant) -> Result<HookR
             started,
             deadline: started + config.orchestration.deadline.min(HOOK_RUN_BUDGET),
         };
-        Some(orchestrate::run(&job))
+        let run = orchestrate::run(&job);
+        // Not even started (a project folder that is gone, a CLI that cannot run): advise instead
+        // of blocking the prompt with nothing.
+        if !run.attempts.is_empty()
+            && run.attempts.iter().all(|a| a.status == orchestrate::AttemptStatus::SpawnFailed)
+        {
+            return Err(format!(
+                "orchestrate mode, but {} could not be started in {}: directive mode instead",
+                claude.display(),
+                cwd.display()
+            ));
+        }
+        Ok(run)
     };
     let Some(dir) = state_dir.map(PathBuf::from) else {
         log_line(

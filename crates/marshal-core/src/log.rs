@@ -27,6 +27,8 @@ pub fn log_line(state_dir: Option<&Path>, source: &str, message: &str) {
 
 /// At most this many problem lines are logged at once; the rest are counted.
 const MAX_PROBLEM_LINES: usize = 20;
+/// How many sets of problems are remembered as logged.
+const REMEMBERED_PROBLEM_SETS: usize = 8;
 
 /// Logs `problems` (configuration errors and warnings, a bad `MARSHAL_*` value) once: they are
 /// logged again only when they, or one of the `files` they came from, change. Without this a
@@ -37,11 +39,15 @@ pub fn log_problems_once(state_dir: Option<&Path>, source: &str, problems: &[Str
     }
     let digest = problems_digest(problems, files);
     let stamp = state_dir.map(|dir| Store::new(dir).logged_problems_path());
-    if let Some(stamp) = &stamp {
-        let seen = fsutil::read_capped(stamp, 64, fsutil::Links::Refuse).ok().flatten();
-        if seen.as_deref() == Some(digest.as_bytes()) {
-            return;
-        }
+    // The last few sets logged: several projects (or hooks that see different files) each log
+    // once, instead of taking turns.
+    let mut seen: Vec<String> = stamp
+        .as_ref()
+        .and_then(|stamp| fsutil::read_capped(stamp, 4096, fsutil::Links::Refuse).ok().flatten())
+        .map(|bytes| String::from_utf8_lossy(&bytes).lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    if seen.contains(&digest) {
+        return;
     }
     for problem in problems.iter().take(MAX_PROBLEM_LINES) {
         log_line(state_dir, source, problem);
@@ -54,7 +60,9 @@ pub fn log_problems_once(state_dir: Option<&Path>, source: &str, problems: &[Str
         );
     }
     if let Some(stamp) = &stamp {
-        let _ = fsutil::create_private(stamp).and_then(|mut f| Ok(f.write_all(digest.as_bytes())?));
+        seen.push(digest);
+        let keep = &seen[seen.len().saturating_sub(REMEMBERED_PROBLEM_SETS)..];
+        let _ = fsutil::create_private(stamp).and_then(|mut f| Ok(f.write_all(keep.join("\n").as_bytes())?));
     }
 }
 
@@ -108,6 +116,13 @@ mod tests {
         std::fs::write(&config, "{ }").unwrap();
         log_problems_once(Some(tmp.path()), "t", &problems[..1], &[&config]);
         assert_eq!(lines(), MAX_PROBLEM_LINES + 2, "the file changed");
+        // Two projects' problems, in turns: each is logged once.
+        let other: Vec<String> = vec!["another project's problem".into()];
+        for _ in 0..3 {
+            log_problems_once(Some(tmp.path()), "t", &other, &[]);
+            log_problems_once(Some(tmp.path()), "t", &problems[..1], &[&config]);
+        }
+        assert_eq!(lines(), MAX_PROBLEM_LINES + 3);
     }
 
     #[test]

@@ -103,14 +103,15 @@ fn bool_or_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u6
 
 impl Actions {
     pub fn total(&self) -> u64 {
-        self.warned + self.denied + self.rewritten + self.nudged
+        self.warned.saturating_add(self.denied).saturating_add(self.rewritten).saturating_add(self.nudged)
     }
 
+    /// Sums saturate: the counts come from a ledger, which may hold any number.
     fn merge(&mut self, other: &Actions) {
-        self.warned += other.warned;
-        self.denied += other.denied;
-        self.rewritten += other.rewritten;
-        self.nudged += other.nudged;
+        self.warned = self.warned.saturating_add(other.warned);
+        self.denied = self.denied.saturating_add(other.denied);
+        self.rewritten = self.rewritten.saturating_add(other.rewritten);
+        self.nudged = self.nudged.saturating_add(other.nudged);
     }
 }
 
@@ -386,7 +387,10 @@ const PARALLEL_FROM_BYTES: u64 = 8 * 1024 * 1024;
 /// in parallel, each with its own buffer: a line belongs to the range it starts in. Memory is
 /// about `CHUNK_BYTES` per thread, whatever the file's size.
 pub fn read_ledger(path: &Path, filter: &Filter, threads: usize) -> Result<Report> {
-    let file = File::open(path).with_context(|| format!("could not open ledger {}", path.display()))?;
+    // A regular file only: a FIFO or /dev/zero given as a ledger would never end.
+    let file = crate::fsutil::open_regular(path, crate::fsutil::Links::Follow)
+        .with_context(|| format!("could not open ledger {}", path.display()))?
+        .with_context(|| format!("no ledger at {}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let threads = threads.max(1) as u64;
     let context = || format!("could not read ledger {}", path.display());
@@ -529,6 +533,7 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // mkfifo(1)
 mod tests {
     use super::*;
 
@@ -676,6 +681,18 @@ mod tests {
         let report = report_of(&text, &Filter::default(), 1);
         assert_eq!(report.overall.followed, 2);
         assert_eq!(report.skipped, Skipped { corrupt: 1, torn: 0, newer_version: 1 });
+    }
+
+    #[test]
+    fn huge_counts_in_a_ledger_saturate_and_fifos_are_refused() {
+        let line = r#"{"v":1,"ts":"2026-11-01T10:00:00Z","session":"s","kind":"outcome","mode":"directive","recommended":"a","tier":"weak","outcome":"followed","actual":"a","enforcement":{"warned":18446744073709551615,"denied":0,"rewritten":0,"nudged":false}}"#;
+        let report = report_of(&format!("{line}\n{line}\n"), &Filter::default(), 1);
+        assert_eq!((report.enforcement.warned, report.enforcement.total()), (u64::MAX, u64::MAX));
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("ledger.jsonl");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert!(read_ledger(&fifo, &Filter::default(), 1).is_err());
+        assert!(read_ledger(Path::new("/dev/zero"), &Filter::default(), 1).is_err());
     }
 
     #[test]

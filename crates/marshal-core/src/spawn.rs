@@ -86,13 +86,7 @@ pub fn run(spawn: &Spawn, since: Instant) -> Result<Finished> {
     for (name, value) in spawn.set_env {
         command.env(name, value);
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        // Its own group, so the child and everything it starts can be ended together.
-        command.process_group(0);
-    }
-    die_with_parent(&mut command);
+    isolate(&mut command);
     let started = Instant::now();
     let mut child =
         command.spawn().with_context(|| format!("could not start {}", spawn.program.display()))?;
@@ -215,16 +209,19 @@ pub fn stop_requested() -> bool {
     watch_for_stop().load(Ordering::SeqCst)
 }
 
-/// The child gets SIGKILL when marshal dies, even by SIGKILL.
+/// The child leads a session of its own, so it and everything it starts can be ended together
+/// (and nothing it starts can join marshal's process group: that only works within a session),
+/// and it gets SIGKILL when marshal dies, even by SIGKILL.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn die_with_parent(command: &mut Command) {
+fn isolate(command: &mut Command) {
     use std::os::unix::process::CommandExt;
     let parent = rustix::process::getpid();
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
-    // work is allowed: it makes two system calls (prctl, getppid) and allocates nothing.
+    // work is allowed: it makes three system calls (setsid, prctl, getppid) and allocates nothing.
     unsafe {
         command.pre_exec(move || {
+            rustix::process::setsid()?;
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             // marshal died before the prctl: nothing would ever deliver the signal.
             if rustix::process::getppid() != Some(parent) {
@@ -235,8 +232,15 @@ fn die_with_parent(command: &mut Command) {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut Command) {}
+/// Elsewhere: its own process group, so the child and what it starts can be ended together.
+#[cfg(all(unix, not(target_os = "linux")))]
+fn isolate(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+}
+
+#[cfg(not(unix))]
+fn isolate(_command: &mut Command) {}
 
 #[cfg(unix)]
 fn kill_group(pid: u32) {
@@ -412,6 +416,21 @@ mod tests {
         assert!(text.starts_with(b"first\n") && text.ends_with(b"\nlast\n"));
         let text = String::from_utf8_lossy(&text);
         assert!(text.contains("bytes of output cut here"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_child_leads_a_session_of_its_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Field 6 of /proc/PID/stat is the session; sh's comm has no spaces.
+        let (finished, out, _) =
+            run_script(tmp.path(), "echo $$ $(cut -d' ' -f6 /proc/$$/stat)", Duration::from_secs(10));
+        assert!(finished.status.unwrap().success());
+        let text = std::fs::read_to_string(out).unwrap();
+        let (pid, session) = text.trim().split_once(' ').unwrap();
+        assert_eq!(pid, session, "the child is its session's leader");
+        let ours = rustix::process::getsid(None).unwrap().as_raw_nonzero().get().to_string();
+        assert_ne!(session, ours);
     }
 
     #[test]

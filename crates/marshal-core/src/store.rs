@@ -46,10 +46,11 @@ impl Store {
     }
 
     /// The store in `dir`, if marshal may keep records there: a directory of this user's that
-    /// no one else can write to (see [`fsutil::untrusted_state_dir`]). A loose directory that
-    /// holds only marshal's own files is narrowed to 0700 on the way.
+    /// no one else can write to, reached through no one else's link, with real `sessions/` and
+    /// `runs/` directories (see [`fsutil::untrusted_state_dir`]). A directory others can only
+    /// read that holds only marshal's own files is narrowed to 0700 on the way.
     pub fn trusted(dir: &Path) -> Result<Store> {
-        if let Some(why) = fsutil::untrusted_state_dir(dir, MARSHAL_NAMES) {
+        if let Some(why) = fsutil::untrusted_state_dir(dir, MARSHAL_NAMES, &[SESSIONS_DIR, RUNS_DIR]) {
             bail!("state directory {} is {why}: routing, not recording", dir.display());
         }
         Ok(Store::new(dir))
@@ -128,9 +129,30 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let ours = tmp.path().join("plugin-data");
         std::fs::create_dir(&ours).unwrap();
-        set(&ours, 0o775);
+        set(&ours, 0o755);
         Store::trusted(&ours).unwrap();
         assert_eq!(mode(&ours), 0o700, "narrowed on first use");
+
+        // Writable by others, even empty: refused and left as it is (sticky bit included).
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        set(&empty, 0o1777);
+        assert!(Store::trusted(&empty).is_err());
+        assert_eq!(std::fs::metadata(&empty).unwrap().permissions().mode() & 0o7777, 0o1777);
+
+        // A link someone else owns, even to a good directory of ours: refused.
+        let good = tmp.path().join("good");
+        std::fs::create_dir(&good).unwrap();
+        set(&good, 0o700);
+        let theirs = tmp.path().join("theirs");
+        std::os::unix::fs::symlink(&good, &theirs).unwrap();
+        std::os::unix::fs::lchown(&theirs, Some(65534), None).unwrap();
+        assert!(Store::trusted(&theirs).unwrap_err().to_string().contains("link owned by user 65534"));
+        assert!(Store::trusted(&good).is_ok());
+
+        // runs/ or sessions/ planted as a link: refused.
+        std::os::unix::fs::symlink(tmp.path(), good.join("runs")).unwrap();
+        assert!(Store::trusted(&good).unwrap_err().to_string().contains("runs"));
 
         // Readable by others with someone else's file in it: left alone, still usable.
         let shared = tmp.path().join("shared");

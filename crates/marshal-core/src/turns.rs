@@ -40,8 +40,9 @@ pub enum HookResponse {
     BlockPrompt(String),
 }
 
-/// Runs an orchestration for a routed prompt; `None` when the Claude Code CLI is missing.
-pub type Orchestrator<'a> = dyn Fn(&str, &Recommendation, &TurnKey) -> Option<orchestrate::Run> + 'a;
+/// Runs an orchestration for a routed prompt; `Err` says why it could not run at all (no CLI,
+/// or the CLI could not be started), and the prompt is then given a directive instead.
+pub type Orchestrator<'a> = dyn Fn(&str, &Recommendation, &TurnKey) -> Result<orchestrate::Run, String> + 'a;
 
 /// Problems worth a log line that did not stop the hook.
 pub type Warnings = Vec<String>;
@@ -88,17 +89,16 @@ pub fn handle(
                     return Ok(directive(store, &routed, now));
                 }
                 match (settings.orchestrate)(&prompt, &rec, &key) {
-                    Some(run) => {
+                    Ok(run) => {
                         let warnings = record_orchestration(store, &routed, &run, now)
                             .unwrap_or_else(|err| vec![format!("orchestrated turn not recorded: {err:#}")]);
                         let answer = run.result.clone().unwrap_or_else(|| run.failure_text());
                         Ok((HookResponse::BlockPrompt(answer), warnings))
                     }
-                    None => {
-                        let reason = "orchestrate mode, but the Claude Code CLI was not found (set MARSHAL_CLAUDE_BIN or put claude on PATH): directive mode instead";
+                    Err(reason) => {
                         let (response, mut warnings) =
-                            directive(store, &RoutedPrompt { mode_reason: reason, ..routed }, now);
-                        warnings.insert(0, reason.to_string());
+                            directive(store, &RoutedPrompt { mode_reason: &reason, ..routed }, now);
+                        warnings.insert(0, reason.clone());
                         Ok((response, warnings))
                     }
                 }
@@ -486,8 +486,8 @@ fn clean_up(store: &Store, retention: std::time::Duration) -> Option<String> {
     if let Err(err) = crate::fsutil::create_private(&store.clean_up_marker()) {
         return Some(format!("clean-up skipped: {err:#}"));
     }
-    let sessions = crate::fsutil::remove_older_than(&store.sessions_dir(), retention);
-    let runs = crate::fsutil::remove_older_than(&store.runs_dir(), retention);
+    let sessions = crate::fsutil::remove_older_than(&store.sessions_dir(), &[".jsonl"], retention);
+    let runs = crate::fsutil::remove_older_than(&store.runs_dir(), &[".out", ".err"], retention);
     (sessions + runs > 0).then(|| {
         format!("clean-up: removed {sessions} session journal(s) and {runs} orchestration output(s) older than {} days", retention.as_secs() / 86_400)
     })
@@ -598,7 +598,7 @@ mod tests {
                 enforce: self.enforce,
                 nudge: self.nudge,
                 route: &route,
-                orchestrate: &|_, _, _| None,
+                orchestrate: &|_, _, _| Err("orchestrate mode, but the Claude Code CLI was not found".into()),
                 store_prompts: false,
                 retention: std::time::Duration::from_secs(14 * 86_400),
             };

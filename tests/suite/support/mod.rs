@@ -14,18 +14,48 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The folder holding the binaries cargo built for this test run. The hooks come from another
-/// package (marshal-hooks), built beside these by `cargo test --workspace`, as scripts/test.sh
-/// runs it; they are checked for here so a run of this package alone says what is missing.
+/// package (marshal-hooks), which `cargo test` does not build as plain binaries: scripts/test.sh
+/// runs `cargo build --workspace --bins` first. A hook that is missing, or older than a source
+/// file it is built from, stops the run here rather than testing yesterday's binary.
 pub fn built_binaries_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_marshal")).parent().expect("bin dir").to_path_buf();
-    for hook in ["marshal-prompt", "marshal-pretool", "marshal-stop"] {
-        assert!(
-            dir.join(hook).exists(),
-            "{hook} is not built in {}: run the suite with cargo test --workspace (or cargo build --workspace first)",
-            dir.display()
-        );
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_BIN_EXE_marshal")).parent().expect("bin dir").to_path_buf();
+            let newest_source = ["crates/marshal-core/src", "crates/marshal-hooks/src"]
+                .iter()
+                .flat_map(|d| walk(&repo_root().join(d)))
+                .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+                .max()
+                .expect("sources");
+            for hook in ["marshal-prompt", "marshal-pretool", "marshal-stop"] {
+                let built = std::fs::metadata(dir.join(hook)).and_then(|m| m.modified());
+                assert!(
+                    built.as_ref().is_ok_and(|t| *t >= newest_source),
+                    "{hook} in {} is missing or older than its sources: run cargo build --workspace --bins first (scripts/test.sh does)",
+                    dir.display()
+                );
+            }
+            dir
+        })
+        .clone()
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
     }
-    dir
+    files
 }
 
 /// Reads a JSON Lines file into values; a missing file is an empty list.

@@ -88,7 +88,15 @@ fn run(args: Args, started: Instant) -> Result<u8> {
         Some(dir) => dir.canonicalize().with_context(|| format!("no such directory {}", dir.display()))?,
         None => std::env::current_dir().context("no current directory")?,
     };
-    let state_dir = paths::state_dir_for_cli(&StateDirEnv::from_process());
+    // As in the hooks: a state directory that is not the user's alone is not used.
+    let state_dir =
+        paths::state_dir_for_cli(&StateDirEnv::from_process()).filter(|dir| match Store::trusted(dir) {
+            Ok(_) => true,
+            Err(err) => {
+                eprintln!("marshal-orchestrate: {err:#}");
+                false
+            }
+        });
     let context = RoutingContext::load(state_dir.as_deref(), Some(&cwd), context::plugin_root().as_deref());
     for error in &context.loaded.provenance.errors {
         eprintln!("marshal-orchestrate: configuration error, that key is ignored: {error}");

@@ -201,9 +201,9 @@ fn check_state_dir(dir: Option<&Path>) -> Vec<Finding> {
         )));
         return findings;
     }
-    let probe = dir.join(format!(".doctor-{}", std::process::id()));
-    match std::fs::write(&probe, b"probe") {
-        Ok(()) => {
+    // A fresh name, created exclusively and never through a link: a planted file is never written.
+    match marshal_core::fsutil::create_new_private(dir, ".doctor-probe-") {
+        Ok((probe, _)) => {
             let _ = std::fs::remove_file(&probe);
             findings.push(pass(format!("state directory {} is writable", dir.display())));
         }

@@ -50,12 +50,13 @@ pub fn run(args: RouteArgs) -> Result<()> {
         let state_dir = paths::state_dir_for_cli(&StateDirEnv::from_process());
         let context =
             RoutingContext::load(state_dir.as_deref(), project.as_deref(), context::plugin_root().as_deref());
-        // The CLI is where a user fixes a configuration: say it plainly, then carry on as the
-        // hooks do, without the keys that are wrong.
+        // The CLI is where a user fixes a configuration: say it plainly (stderr, so --json stays
+        // clean), then carry on as the hooks do, without the keys that are wrong.
         for error in &context.loaded.provenance.errors {
-            eprintln!(
-                "marshal: configuration error: {error}\nmarshal: that key is ignored; its default stands"
-            );
+            eprintln!("marshal: configuration error: {error}\nmarshal: that key is ignored; an earlier layer's value or the default stands");
+        }
+        for warning in &context.loaded.provenance.warnings {
+            eprintln!("marshal: configuration warning: {warning}");
         }
         Some(context)
     };
