@@ -58,7 +58,10 @@ pub fn state_dir_for_cli(env: &StateDirEnv) -> Option<PathBuf> {
 /// has run, the data directory does not exist yet).
 fn plugin_is_installed(home: &Path) -> bool {
     let registry = home.join(".claude").join("plugins").join("installed_plugins.json");
-    std::fs::read_to_string(registry).is_ok_and(|text| text.contains("\"marshal@marshal\""))
+    crate::fsutil::read_capped(&registry, 4 * 1024 * 1024, crate::fsutil::Links::Follow)
+        .ok()
+        .flatten()
+        .is_some_and(|bytes| String::from_utf8_lossy(&bytes).contains("\"marshal@marshal\""))
 }
 
 /// Turns an id that came from outside (a session id, say) into a file-name stem that can never
