@@ -25,7 +25,7 @@ pub const DEFAULT_TASKS: &[(&str, u8)] = &[
 
 /// The compiled-in rules: (id, task, weight, patterns). Specific signals (a typo, a deadlock)
 /// weigh more than generic verbs (fix, add), so "fix the typo" is a chore.
-const DEFAULT_RULES: &[(&str, &str, f64, &[&str])] = &[
+pub const DEFAULT_RULES: &[(&str, &str, f64, &[&str])] = &[
     (
         "builtin.chore",
         "chore",
@@ -265,12 +265,7 @@ pub fn default_rules() -> Vec<Rule> {
         .iter()
         .map(|(id, task, weight, patterns)| Rule {
             id: id.to_string(),
-            patterns: patterns
-                .iter()
-                .map(|p| {
-                    Pattern::parse(p).unwrap_or_else(|| panic!("built-in pattern {p:?} is not a pattern"))
-                })
-                .collect(),
+            patterns: patterns.iter().map(|p| Pattern::builtin(p)).collect(),
             task: task.to_string(),
             weight: *weight,
             tier: None,

@@ -335,8 +335,9 @@ fn err(source: &str, key: &str, expected: &str) -> ConfigError {
     ConfigError { source: source.into(), key: key.into(), expected: expected.into() }
 }
 
-/// Applies one file's keys. Each key is applied to a copy and kept only if it is valid, so one
-/// bad value costs that key alone. `tasks` goes before `rules`, which may name new task types.
+/// Applies one file's keys. Each key is applied to a copy of its own setting and kept only if it
+/// is valid, so one bad value costs that key alone (a bad rule, that rule alone). `tasks` goes
+/// before `rules`, which may name new task types.
 fn apply_layer(
     config: &mut Config,
     layer: &Map<String, Value>,
@@ -364,12 +365,8 @@ fn apply_layer(
             ));
             continue;
         }
-        let mut candidate = config.clone();
-        let applied = apply_key(&mut candidate, key, value, source, provenance)
-            .and_then(|()| validate(&candidate, source));
-        match applied {
-            Ok(()) => *config = candidate,
-            Err(error) => provenance.errors.push(error),
+        if let Err(error) = apply_key(config, key, value, source, provenance) {
+            provenance.errors.push(error);
         }
     }
     if !unknown.is_empty() {
@@ -393,11 +390,23 @@ fn apply_key(
     provenance: &mut Provenance,
 ) -> Result<(), ConfigError> {
     let warnings = &mut provenance.warnings;
+    // Each arm changes its setting only once the whole value has been read without error.
     match key {
-        "models" => apply_tier_table(&mut config.models, value, source, "models")?,
-        "agents" => apply_tier_table(&mut config.agents, value, source, "agents")?,
-        "thresholds" => apply_thresholds(&mut config.thresholds, value, source)?,
-        "tasks" => apply_tasks(&mut config.tasks, value, source)?,
+        "models" => config.models = with_tier_table(&config.models, value, source, "models")?,
+        "agents" => config.agents = with_tier_table(&config.agents, value, source, "agents")?,
+        "thresholds" => {
+            let mut thresholds = config.thresholds;
+            apply_thresholds(&mut thresholds, value, source)?;
+            if thresholds.base > thresholds.strong {
+                return Err(err(source, "thresholds", "base not above strong"));
+            }
+            config.thresholds = thresholds;
+        }
+        "tasks" => {
+            let mut tasks = config.tasks.clone();
+            apply_tasks(&mut tasks, value, source)?;
+            config.tasks = tasks;
+        }
         "rules" => apply_rules(config, value, source, provenance)?,
         "disable_rules" => {
             let ids = string_list(value).ok_or_else(|| err(source, key, "a list of rule ids"))?;
@@ -414,7 +423,11 @@ fn apply_key(
                 .ok_or_else(|| err(source, key, "one of off, warn, deny, rewrite"))?
         }
         "nudge" => config.nudge = Some(value.as_bool().ok_or_else(|| err(source, key, "true or false"))?),
-        "modes" => apply_modes(&mut config.modes, value, source)?,
+        "modes" => {
+            let mut modes = config.modes;
+            apply_modes(&mut modes, value, source)?;
+            config.modes = modes;
+        }
         "store_prompts" => {
             config.store_prompts = value.as_bool().ok_or_else(|| err(source, key, "true or false"))?
         }
@@ -425,10 +438,25 @@ fn apply_key(
                 .ok_or_else(|| err(source, key, "a whole number of days from 1 to 3650"))?
                 as u32
         }
-        "orchestrate" => apply_orchestration(&mut config.orchestration, value, source)?,
+        "orchestrate" => {
+            let mut orchestration = config.orchestration;
+            apply_orchestration(&mut orchestration, value, source)?;
+            config.orchestration = orchestration;
+        }
         _ => {}
     }
     Ok(())
+}
+
+fn with_tier_table(
+    table: &TierTable,
+    value: &Value,
+    source: &str,
+    key: &str,
+) -> Result<TierTable, ConfigError> {
+    let mut table = table.clone();
+    apply_tier_table(&mut table, value, source, key)?;
+    Ok(table)
 }
 
 fn apply_tier_table(
@@ -686,13 +714,6 @@ fn disable_rules(rules: &mut Vec<Rule>, ids: &[String], source: &str, warnings: 
             warnings.push(format!("{source}: no rule '{id}' to disable"));
         }
     }
-}
-
-fn validate(config: &Config, source: &str) -> Result<(), ConfigError> {
-    if config.thresholds.base > config.thresholds.strong {
-        return Err(err(source, "thresholds", "base not above strong"));
-    }
-    Ok(())
 }
 
 fn parse_tier(name: &str) -> Option<Tier> {

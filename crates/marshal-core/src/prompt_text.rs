@@ -33,9 +33,9 @@ impl AbstainReason {
 /// prompt's first word (`^what`). Words are lowercase letters and digits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
-    /// The pattern as written (normalised: lowercase, single spaces).
-    text: String,
-    words: Vec<String>,
+    /// The pattern as written, normalised (lowercase, single spaces). Built-in patterns borrow
+    /// their text: a hook builds the built-in rules on every run, so they cost no allocation.
+    text: std::borrow::Cow<'static, str>,
     stem: bool,
     anchored: bool,
 }
@@ -44,12 +44,29 @@ impl Pattern {
     /// `None` when `text` is not a pattern (empty, or a word with other characters).
     pub fn parse(text: &str) -> Option<Pattern> {
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-        let (body, anchored) = text.strip_prefix('^').map_or((text.as_str(), false), |rest| (rest, true));
-        let (body, stem) = body.strip_suffix('*').map_or((body, false), |rest| (rest, true));
-        let words: Vec<String> = body.split(' ').map(str::to_string).collect();
-        let valid =
-            !body.is_empty() && words.iter().all(|w| !w.is_empty() && w.chars().all(char::is_alphanumeric));
-        valid.then_some(Pattern { text, words, stem, anchored })
+        Pattern::checked(std::borrow::Cow::Owned(text))
+    }
+
+    /// A compiled-in pattern, already normalised (a test checks every one).
+    pub fn builtin(text: &'static str) -> Pattern {
+        let (anchored, stem) = (text.starts_with('^'), text.ends_with('*'));
+        Pattern { text: std::borrow::Cow::Borrowed(text), stem, anchored }
+    }
+
+    fn checked(text: std::borrow::Cow<'static, str>) -> Option<Pattern> {
+        let (anchored, stem) = (text.starts_with('^'), text.ends_with('*'));
+        let pattern = Pattern { text, stem, anchored };
+        let body = pattern.body();
+        let valid = !body.is_empty()
+            && body.split(' ').all(|w| !w.is_empty() && w.chars().all(char::is_alphanumeric));
+        valid.then_some(pattern)
+    }
+
+    /// The words, without the `^` and `*` marks.
+    fn body(&self) -> &str {
+        let text: &str = &self.text;
+        let text = text.strip_prefix('^').unwrap_or(text);
+        text.strip_suffix('*').unwrap_or(text)
     }
 
     pub fn as_str(&self) -> &str {
@@ -100,7 +117,10 @@ impl PromptText {
     /// Whether `pattern` occurs, not right after a negation.
     pub fn matches(&self, pattern: &Pattern) -> bool {
         let (anchored, stem) = (pattern.anchored, pattern.stem);
-        let Some((first, rest)) = pattern.words.split_first() else { return false };
+        let mut words = pattern.body().split(' ');
+        let Some(first) = words.next() else { return false };
+        // At most a few words: a small stack of slices, no allocation for one-word patterns.
+        let rest: Vec<&str> = words.collect();
         let word_matches = |word: &str, part: &str, is_last: bool| {
             if is_last && stem {
                 word.starts_with(part)
@@ -111,7 +131,7 @@ impl PromptText {
         let first_is_stem = stem && rest.is_empty();
         self.positions_of(first, first_is_stem).any(|at| {
             (!anchored || at == 0)
-                && rest.iter().enumerate().all(|(i, part): (usize, &String)| {
+                && rest.iter().enumerate().all(|(i, part)| {
                     self.words.get(at + 1 + i).is_some_and(|w| word_matches(w, part, i + 1 == rest.len()))
                 })
                 && !self.negated_before(at)
@@ -373,6 +393,17 @@ mod tests {
 
     fn m(text: &PromptText, pattern: &str) -> bool {
         text.matches(&Pattern::parse(pattern).unwrap_or_else(|| panic!("not a pattern: {pattern}")))
+    }
+
+    #[test]
+    fn every_builtin_pattern_is_a_normalised_pattern() {
+        for (id, _, _, patterns) in crate::builtin::DEFAULT_RULES {
+            for text in *patterns {
+                let parsed =
+                    Pattern::parse(text).unwrap_or_else(|| panic!("{id}: {text:?} is not a pattern"));
+                assert_eq!(parsed, Pattern::builtin(text), "{id}: {text:?} is not normalised");
+            }
+        }
     }
 
     #[test]

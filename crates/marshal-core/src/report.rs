@@ -327,7 +327,7 @@ enum Line {
 }
 
 const KIND: &[u8] = br#""kind":""#;
-const OUTCOME_KIND: &[u8] = br#""kind":"outcome""#;
+const OUTCOME_VALUE: &[u8] = br#"outcome""#;
 
 /// Sorts a line. Every record marshal writes starts `{"v":N,`, holds `"kind":"...` and ends
 /// with `}`: those are sorted by a byte search. Any other line that is a JSON object (a ledger
@@ -342,8 +342,9 @@ fn classify_line(line: &[u8]) -> Line {
     }
     let compact = line.strip_prefix(br#"{"v":"#).and_then(parse_version);
     let kind = memchr::memmem::find(line, KIND);
+    // The first `"kind":"` is the record's own: inside a JSON string every quote is escaped.
     let (version, is_outcome) = match (compact, kind) {
-        (Some(v), Some(_)) => (v, memchr::memmem::find(line, OUTCOME_KIND).is_some()),
+        (Some(v), Some(at)) => (v, line[at + KIND.len()..].starts_with(OUTCOME_VALUE)),
         _ => match serde_json::from_slice::<Probe>(line) {
             Ok(Probe { v: Some(v), kind }) => (v, kind.as_deref() == Some("outcome")),
             _ => return Line::Corrupt,
