@@ -296,7 +296,7 @@ pub fn load(env: &ConfigEnv) -> (Config, Provenance) {
     }
     apply_env(&mut config, env, &mut provenance);
     let variables: Vec<&str> =
-        env.vars.keys().map(String::as_str).filter(|k| ENV_SETTINGS.contains(k)).collect();
+        env.vars.keys().map(String::as_str).filter(|k| crate::env::SETTING_VARIABLES.contains(k)).collect();
     if !variables.is_empty() {
         provenance.layers.push(variables.join(", "));
     }
@@ -732,21 +732,6 @@ fn score_value(value: &Value) -> Option<u8> {
 fn string_list(value: &Value) -> Option<Vec<String>> {
     value.as_array()?.iter().map(|v| v.as_str().map(str::to_string)).collect()
 }
-
-/// The `MARSHAL_*` variables that are settings (others, like `MARSHAL_MODE`, are read where
-/// they are used).
-const ENV_SETTINGS: &[&str] = &[
-    "MARSHAL_MODEL_WEAK",
-    "MARSHAL_MODEL_BASE",
-    "MARSHAL_MODEL_STRONG",
-    "MARSHAL_DISABLE_RULES",
-    "MARSHAL_AGENT_DISCOVERY",
-    "MARSHAL_HISTORY",
-    "MARSHAL_ENFORCE",
-    "MARSHAL_NUDGE",
-    "MARSHAL_TIMEOUT",
-    "MARSHAL_STORE_PROMPTS",
-];
 
 /// The last layer: one small function per variable. A bad value drops that variable alone.
 fn apply_env(config: &mut Config, env: &ConfigEnv, provenance: &mut Provenance) {

@@ -10,14 +10,9 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-/// Every `MARSHAL_*` variable marshal, its scripts or its tests read.
-pub const MARSHAL_VARIABLES: &[&str] = &[
-    "MARSHAL_MODE",
-    "MARSHAL_BATCH",
-    "MARSHAL_ORCHESTRATED",
-    "MARSHAL_CLAUDE_BIN",
-    "MARSHAL_STATE_DIR",
-    "MARSHAL_CONFIG",
+/// The `MARSHAL_*` variables that are settings: the configuration's last layer
+/// ([`crate::config`]) reads them.
+pub const SETTING_VARIABLES: &[&str] = &[
     "MARSHAL_MODEL_WEAK",
     "MARSHAL_MODEL_BASE",
     "MARSHAL_MODEL_STRONG",
@@ -28,11 +23,25 @@ pub const MARSHAL_VARIABLES: &[&str] = &[
     "MARSHAL_NUDGE",
     "MARSHAL_TIMEOUT",
     "MARSHAL_STORE_PROMPTS",
+];
+
+/// The other `MARSHAL_*` variables marshal, its scripts or its tests read.
+const OTHER_VARIABLES: &[&str] = &[
+    "MARSHAL_MODE",
+    "MARSHAL_BATCH",
+    "MARSHAL_ORCHESTRATED",
+    "MARSHAL_CLAUDE_BIN",
+    "MARSHAL_STATE_DIR",
+    "MARSHAL_CONFIG",
     // Read by scripts/ and the test suite, not by the binaries.
     "MARSHAL_CACHE_DIR",
     "MARSHAL_TEST_CLAUDE_BIN",
     "MARSHAL_STRESS_TURNS",
 ];
+
+fn known_variables() -> impl Iterator<Item = &'static str> {
+    OTHER_VARIABLES.iter().chain(SETTING_VARIABLES).copied()
+}
 
 /// The variable marshal sets on the `claude -p` children it starts.
 pub const ORCHESTRATED: &str = "MARSHAL_ORCHESTRATED";
@@ -141,15 +150,13 @@ pub fn marshal_variables() -> BTreeMap<String, String> {
 pub fn unknown_marshal_variables(variables: &BTreeMap<String, String>) -> Vec<String> {
     variables
         .keys()
-        .filter(|name| !MARSHAL_VARIABLES.contains(&name.as_str()))
-        .map(|name| {
-            let near = MARSHAL_VARIABLES.iter().find(|known| close(name, known));
-            match near {
-                Some(known) => format!("unknown variable {name} ignored; did you mean {known}?"),
-                None => {
-                    format!("unknown variable {name} ignored (known: {})", MARSHAL_VARIABLES[..16].join(", "))
-                }
-            }
+        .filter(|name| !known_variables().any(|known| known == name.as_str()))
+        .map(|name| match known_variables().find(|known| close(name, known)) {
+            Some(known) => format!("unknown variable {name} ignored; did you mean {known}?"),
+            None => format!(
+                "unknown variable {name} ignored (known: {})",
+                known_variables().take(16).collect::<Vec<_>>().join(", ")
+            ),
         })
         .collect()
 }

@@ -877,16 +877,22 @@ mod tests {
         assert!(mode_reason.contains("Claude Code CLI was not found"), "{mode_reason}");
     }
 
-    #[test]
-    fn a_stop_killed_after_its_ledger_append_closes_nothing_twice() {
+    /// A followed turn p1, and the outcome record its Stop would append.
+    fn a_turn_about_to_close() -> (Harness, std::path::PathBuf, Record) {
         let h = Harness::new();
         h.prompt("p1", "rename foo to bar");
         h.call("p1", "marshal:haiku-general", None);
-        // A Stop killed right after appending its outcome, before emptying the journal.
         let key = TurnKey { session: "s1".into(), prompt_id: Some("p1".into()), project: None };
         let journal = h.store.session_path("s1");
         let (state, _) = load_session(&h.store, "s1", &mut Vec::new());
         let record = outcome_record(&key, &state.open_turns[0], ClosedBy::Stop, "2026-11-21T05:00:01.000Z");
+        (h, journal, record)
+    }
+
+    #[test]
+    fn a_stop_killed_after_its_ledger_append_closes_nothing_twice() {
+        // A Stop killed right after appending its outcome, before emptying the journal.
+        let (h, journal, record) = a_turn_about_to_close();
         commit_close(&h.store, &journal, &[record], vec![Some("p1".into())], &mut Vec::new()).unwrap();
         h.stop("p1");
         h.session_end();
@@ -895,14 +901,8 @@ mod tests {
 
     #[test]
     fn a_stop_killed_before_its_ledger_append_still_closes_its_turn_once() {
-        let h = Harness::new();
-        h.prompt("p1", "rename foo to bar");
-        h.call("p1", "marshal:haiku-general", None);
         // Killed after the journal's commit line, before the ledger append.
-        let key = TurnKey { session: "s1".into(), prompt_id: Some("p1".into()), project: None };
-        let journal = h.store.session_path("s1");
-        let (state, _) = load_session(&h.store, "s1", &mut Vec::new());
-        let record = outcome_record(&key, &state.open_turns[0], ClosedBy::Stop, "2026-11-21T05:00:01.000Z");
+        let (h, journal, record) = a_turn_about_to_close();
         let lines = String::from_utf8(ledger::encode(&[record]).unwrap()).unwrap();
         let offset = ledger::len(&h.store.ledger_path());
         let commit = Commit { ledger_offset: offset, lines, closes: vec![Some("p1".into())] };
