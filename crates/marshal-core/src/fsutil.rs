@@ -269,15 +269,6 @@ pub fn open_read_write(path: &Path) -> Result<File> {
     regular(file, path)
 }
 
-/// Opens an existing state file for reading, never through a link.
-pub fn open_read(path: &Path) -> Result<File> {
-    let file = private_options()
-        .read(true)
-        .open(path)
-        .with_context(|| format!("could not open {}", path.display()))?;
-    regular(file, path)
-}
-
 /// Opens (creating, mode 0600) a file used only as a lock.
 pub fn open_lock_file(path: &Path) -> Result<File> {
     open_read_write(path).context("could not open the lock file")
@@ -464,7 +455,7 @@ mod tests {
         assert!(create_private(&fifo).is_err());
         assert!(open_append(&fifo).is_err());
         assert!(open_read_write(&fifo).is_err());
-        assert!(open_read(&fifo).is_err());
+        assert!(open_regular(&fifo, Links::Refuse).is_err());
     }
 
     #[test]

@@ -170,6 +170,12 @@ pub fn append(path: &Path, records: &[Record]) -> Result<()> {
     fsutil::append_lines(path, &encode(records)?)
 }
 
+/// Appends lines made by [`encode`] (a close commit keeps them to check later; see
+/// [`holds_at`]). The caller holds the store lock.
+pub fn append_encoded(path: &Path, lines: &[u8]) -> Result<()> {
+    fsutil::append_lines(path, lines)
+}
+
 /// The ledger lines of `records`, exactly as [`append`] writes them.
 pub fn encode(records: &[Record]) -> Result<Vec<u8>> {
     let mut lines = Vec::with_capacity(256 * records.len());
@@ -190,7 +196,7 @@ pub fn len(path: &Path) -> u64 {
 /// back, so this says exactly whether an append that began at `offset` completed.
 pub fn holds_at(path: &Path, offset: u64, lines: &[u8]) -> bool {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = fsutil::open_read(path) else { return false };
+    let Ok(Some(mut file)) = fsutil::open_regular(path, fsutil::Links::Refuse) else { return false };
     let mut found = Vec::with_capacity(lines.len() + 1);
     let read = file
         .seek(SeekFrom::Start(offset))

@@ -1,12 +1,13 @@
-//! The one way marshal starts a child process: resolved path, no shell, stdin closed (or read
-//! from a file), output captured to private files with a size cap, its own process group, and a
+//! The one way marshal starts a child process: resolved path, no shell, stdin from `/dev/null`
+//! (or a file), output captured to private files with a size cap, a session of its own, and a
 //! time limit.
 //!
 //! Nothing a child starts outlives it. The child dies with marshal (Linux `PR_SET_PDEATHSIG`,
 //! for a `kill -9` of the hook); a SIGTERM, SIGINT or SIGHUP to marshal (Claude Code ending the
-//! hook, the user pressing Ctrl-C) ends the child before marshal goes; and after every attempt,
-//! however it ended, its process group is killed and so is any descendant that left the group
-//! (`setsid`): marshal is a child subreaper, so such orphans become its children and are found.
+//! hook, the user pressing Ctrl-C) ends the child before marshal goes, and no other attempt starts;
+//! and after every attempt, however it ended, its process group is killed and so is any descendant
+//! that left the group (`setsid`): marshal is a child subreaper, so such orphans become its
+//! children and are found.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -35,7 +36,7 @@ pub struct Spawn<'a> {
     pub remove_env: &'a [&'a str],
     pub set_env: &'a [(&'a str, &'a str)],
     pub timeout: Duration,
-    /// A file to read stdin from; `None` closes stdin.
+    /// A file to read stdin from; `None` gives it `/dev/null`.
     pub stdin: Option<&'a Path>,
     pub stdout: &'a Path,
     pub stderr: &'a Path,
@@ -69,7 +70,10 @@ pub fn run(spawn: &Spawn, since: Instant) -> Result<Finished> {
     let stdout = fsutil::create_private(spawn.stdout)?;
     let stderr = fsutil::create_private(spawn.stderr)?;
     let stdin = match spawn.stdin {
-        Some(path) => Stdio::from(fsutil::open_read(path)?),
+        Some(path) => Stdio::from(
+            fsutil::open_regular(path, fsutil::Links::Refuse)?
+                .with_context(|| format!("no stdin file {}", path.display()))?,
+        ),
         None => Stdio::null(),
     };
     #[allow(clippy::disallowed_methods)] // the one place a child is started

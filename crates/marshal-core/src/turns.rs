@@ -200,7 +200,7 @@ fn commit_close(
         closes,
     };
     session::append(journal, JournalEntry::Commit(commit.clone()))?;
-    crate::fsutil::append_lines(&ledger_path, commit.lines.as_bytes())?;
+    ledger::append_encoded(&ledger_path, commit.lines.as_bytes())?;
     update_history(store, records, warnings);
     Ok(())
 }
@@ -212,7 +212,7 @@ fn finish_commit(store: &Store, commit: &Commit, warnings: &mut Warnings) -> Res
     if ledger::holds_at(&ledger_path, commit.ledger_offset, commit.lines.as_bytes()) {
         return Ok(());
     }
-    crate::fsutil::append_lines(&ledger_path, commit.lines.as_bytes())?;
+    ledger::append_encoded(&ledger_path, commit.lines.as_bytes())?;
     let mut records = Vec::new();
     ledger::read(commit.lines.as_bytes(), |r| records.push(r))?;
     update_history(store, &records, warnings);
