@@ -35,16 +35,21 @@ pub fn main(source: &str) -> ExitCode {
     let started = Instant::now();
     // A state directory others can write to (or that is not ours) is not used at all: the hook
     // routes, records nothing, and says so on stderr.
-    let state_dir = paths::state_dir(&StateDirEnv::from_process()).filter(|dir| match Store::trusted(dir) {
-        Ok(_) => true,
-        Err(err) => {
-            log_line(None, source, &format!("{err:#}"));
-            false
+    // With MARSHAL_MODE=off nothing is checked or touched (the trust check may narrow a mode).
+    let env = ModeEnv::from_process();
+    let off = env.is_off();
+    let state_dir = paths::state_dir(&StateDirEnv::from_process()).filter(|_| !off).filter(|dir| {
+        match Store::trusted(dir) {
+            Ok(_) => true,
+            Err(err) => {
+                log_line(None, source, &format!("{err:#}"));
+                false
+            }
         }
     });
     // The default panic hook prints to stderr; the payload is logged below instead.
     std::panic::set_hook(Box::new(|_| {}));
-    let outcome = std::panic::catch_unwind(|| run(source, state_dir.as_deref(), started));
+    let outcome = std::panic::catch_unwind(|| run(source, env, state_dir.as_deref(), started));
     match outcome {
         Ok(Ok(response)) => print_response(&response),
         Ok(Err(err)) => log_line(state_dir.as_deref(), source, &format!("error: {err:#}")),
@@ -57,11 +62,10 @@ pub fn main(source: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(source: &str, state_dir: Option<&Path>, started: Instant) -> Result<HookResponse> {
-    let env = ModeEnv::from_process();
+fn run(source: &str, env: ModeEnv, state_dir: Option<&Path>, started: Instant) -> Result<HookResponse> {
     let input = read_bounded(std::io::stdin().lock(), MAX_EVENT_BYTES)?;
     // MARSHAL_MODE=off: nothing at all, not even reading the configuration.
-    if env.marshal_mode.as_deref().is_some_and(|m| m.trim().eq_ignore_ascii_case("off")) {
+    if env.is_off() {
         return Ok(HookResponse::Silent);
     }
     let parsed = wire::parse_hook_input(&input).context("could not parse the hook event on stdin")?;

@@ -83,6 +83,11 @@ impl ModeEnv {
         }
     }
 
+    /// `MARSHAL_MODE=off`: marshal does nothing at all, not even read its configuration.
+    pub fn is_off(&self) -> bool {
+        self.marshal_mode.as_deref().is_some_and(|m| m.trim().eq_ignore_ascii_case("off"))
+    }
+
     /// Adds the local time of day (only needed when an overnight window is configured).
     pub fn with_local_time(mut self) -> Self {
         use chrono::Timelike;

@@ -206,6 +206,10 @@ pub fn run(job: &Job) -> Run {
     let mut run = Run { attempts: Vec::new(), result: None, escalations: 0, deadline_reached: false };
     let _ = crate::fsutil::ensure_private_dir(job.runs_dir);
     for number in 1..=settings.max_attempts.max(1) {
+        // Asked to stop (SIGTERM, Ctrl-C) between attempts: start no other.
+        if spawn::stop_requested() {
+            break;
+        }
         let remaining = job.deadline.saturating_duration_since(Instant::now());
         if remaining < MIN_ATTEMPT_TIME {
             run.deadline_reached = true;
