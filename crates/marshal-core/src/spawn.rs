@@ -263,10 +263,12 @@ fn kill_group(_pid: u32) {}
 /// their own children over to marshal only as they die.
 #[cfg(target_os = "linux")]
 fn reap_orphans(group: u32) {
-    use rustix::process::{getpgrp, kill_process, kill_process_group, test_kill_process_group, waitpid};
+    use rustix::process::{kill_process, kill_process_group, test_kill_process_group, waitpid};
     use rustix::process::{Pid, Signal, WaitOptions};
     let me = rustix::process::getpid().as_raw_nonzero().get();
-    let my_group = getpgrp().as_raw_nonzero().get();
+    // From /proc, not getpgrp(): in a container whose group leader lives outside the PID
+    // namespace the group id reads 0, which rustix's Pid cannot hold (it asserts, or worse).
+    let Some((_, my_group)) = parent_and_group("/proc/self/stat") else { return };
     let attempt_group = i32::try_from(group).ok().and_then(Pid::from_raw);
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
@@ -308,13 +310,21 @@ fn children_of(parent: i32) -> Vec<(i32, i32)> {
         .flatten()
         .filter_map(|entry| {
             let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-            let mut fields = stat.rsplit_once(") ")?.1.split(' ');
-            let (_state, ppid, group) = (fields.next()?, fields.next()?, fields.next()?);
-            (ppid.parse::<i32>().ok()? == parent).then_some((pid, group.parse().ok()?))
+            let (ppid, group) = parent_and_group(entry.path().join("stat"))?;
+            (ppid == parent).then_some((pid, group))
         })
         .collect()
+}
+
+/// `(parent, process group)` from a `/proc/PID/stat` file. Either may be 0: a process whose
+/// parent or group leader is outside its PID namespace sees 0 there.
+#[cfg(target_os = "linux")]
+fn parent_and_group(stat: impl AsRef<Path>) -> Option<(i32, i32)> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    let mut fields = stat.rsplit_once(") ")?.1.split(' ');
+    let (_state, ppid, group) = (fields.next()?, fields.next()?, fields.next()?);
+    Some((ppid.parse().ok()?, group.parse().ok()?))
 }
 
 /// Finds a program: an explicit path, or the first match on `PATH`.
@@ -439,6 +449,22 @@ mod tests {
         let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
         let ours = after_comm.split(' ').nth(3).unwrap();
         assert_ne!(session, ours);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn proc_stat_is_read_past_odd_names_and_zero_ids() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stat = tmp.path().join("stat");
+        // A container's first process: parent and group leader outside its namespace read 0.
+        std::fs::write(&stat, "1 (sh) S 0 0 0 34816 1 4194560 700").unwrap();
+        assert_eq!(parent_and_group(&stat), Some((0, 0)));
+        std::fs::write(&stat, "4242 (a) b (c) R 17 4242 17 0 -1").unwrap();
+        assert_eq!(parent_and_group(&stat), Some((17, 4242)));
+        std::fs::write(&stat, "4242 (cut off").unwrap();
+        assert_eq!(parent_and_group(&stat), None);
+        let (_, ours) = parent_and_group("/proc/self/stat").unwrap();
+        assert!(ours >= 0);
     }
 
     #[test]
