@@ -273,3 +273,16 @@ pub fn default_rules() -> Vec<Rule> {
         })
         .collect()
 }
+
+/// Whether `rule` is one of [`DEFAULT_RULES`] exactly as compiled in (not changed by the user).
+pub fn is_builtin(rule: &Rule) -> bool {
+    DEFAULT_RULES.iter().any(|(id, task, weight, patterns)| {
+        rule.id == *id
+            && rule.task == *task
+            && rule.weight == *weight
+            && rule.tier.is_none()
+            && rule.agent.is_none()
+            && rule.patterns.len() == patterns.len()
+            && rule.patterns.iter().zip(patterns.iter()).all(|(a, b)| a.as_str() == *b)
+    })
+}

@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod builtin;
+pub mod classifier;
 pub mod compliance;
 pub mod config;
 pub mod context;

@@ -11,7 +11,8 @@ const SCAN_LIMIT_BYTES: usize = 64 * 1024;
 #[serde(rename_all = "snake_case")]
 pub enum AbstainReason {
     Empty,
-    ChitChat,
+    /// Chit-chat, off-topic or too vague to act on, as the classifier reads it.
+    NotARequest,
     SlashCommand,
     /// Claude Code's own notice that a background subagent finished; not a user request.
     TaskNotification,
@@ -21,7 +22,7 @@ impl AbstainReason {
     pub fn describe(self) -> &'static str {
         match self {
             AbstainReason::Empty => "the prompt is empty",
-            AbstainReason::ChitChat => "chit-chat, not a request",
+            AbstainReason::NotARequest => "not a request to route (chit-chat, off-topic or too vague)",
             AbstainReason::SlashCommand => "a slash command",
             AbstainReason::TaskNotification => "a background-task notification from Claude Code",
         }
@@ -160,7 +161,7 @@ impl PromptText {
 }
 
 /// Whether the prompt is plainly not a request (empty, a notification, a slash command).
-/// Chit-chat is decided by the router, which also knows whether any rule fired.
+/// Chit-chat, off-topic and vague prompts are the classifier's to judge.
 pub fn abstain_reason(prompt: &str) -> Option<AbstainReason> {
     let trimmed = prompt.trim_start();
     if trimmed.trim_end().is_empty() {
@@ -211,90 +212,7 @@ fn is_slash_command(trimmed: &str) -> bool {
         && command.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
 }
 
-/// Words that make a short message social: thanks, greetings, acknowledgements.
-const SOCIAL_WORDS: &[&str] = &[
-    "hi",
-    "hello",
-    "hey",
-    "yo",
-    "thanks",
-    "thank",
-    "thx",
-    "ty",
-    "ok",
-    "okay",
-    "cool",
-    "great",
-    "nice",
-    "awesome",
-    "perfect",
-    "morning",
-    "evening",
-    "night",
-    "bye",
-    "goodbye",
-    "cheers",
-    "yes",
-    "yep",
-    "yeah",
-    "no",
-    "nope",
-    "sure",
-    "lol",
-    "haha",
-    "np",
-    "appreciate",
-    "wow",
-    "love",
-    "merci",
-    "danke",
-    "gracias",
-    "grazie",
-    "obrigado",
-    "ciao",
-    "hola",
-    "bonjour",
-    "lgtm",
-    "amazing",
-    "excellent",
-    "brilliant",
-    "helpful",
-    "lifesaver",
-    "sounds",
-    "fair",
-    "brb",
-    "makes",
-    "sense",
-    "exactly",
-    "got",
-    "good",
-];
-
-/// Words that turn a short message into a request, however friendly.
-const REQUEST_WORDS: &[&str] =
-    &["please", "pls", "can", "could", "would", "help", "let", "now", "next", "also"];
-
-/// Up to this many characters, a prompt with no ASCII word at all ("👍", "谢谢", "?") is taken
-/// as chit-chat; longer ones are requests in another script and are routed.
-const WORDLESS_CHIT_CHAT_CHARS: usize = 12;
-/// A social message is short.
-const CHIT_CHAT_MAX_WORDS: usize = 12;
-
-/// Social and short, with no word asking for anything. The router also requires that no rule
-/// fired: "ok, rename foo to bar" is a request.
-pub fn looks_social(prompt: &str, text: &PromptText) -> bool {
-    let count = text.words.len();
-    if count == 0 {
-        return prompt.trim().chars().count() <= WORDLESS_CHIT_CHAT_CHARS;
-    }
-    count <= CHIT_CHAT_MAX_WORDS
-        && text.words.iter().any(|w| SOCIAL_WORDS.contains(&w.as_str()))
-        && !text.words.iter().any(|w| REQUEST_WORDS.contains(&w.as_str()))
-        && text.paths == 0
-        && text.pasted_lines == 0
-}
-
-fn truncate_at_char_boundary(text: &str, max: usize) -> &str {
+pub(crate) fn truncate_at_char_boundary(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -306,7 +224,7 @@ fn truncate_at_char_boundary(text: &str, max: usize) -> &str {
 }
 
 /// Separates prose from ``` fenced blocks; returns the prose and the number of fenced lines.
-fn split_code_fences(text: &str) -> (String, usize) {
+pub(crate) fn split_code_fences(text: &str) -> (String, usize) {
     let mut prose = String::with_capacity(text.len());
     let mut fenced = 0;
     let mut inside = false;
@@ -326,7 +244,7 @@ fn split_code_fences(text: &str) -> (String, usize) {
 /// Leaves out text in double quotes, backticks and 'single quotes' (a quote at a word
 /// boundary, closed within 60 characters): quoted text is data ("fix the typo in the word
 /// 'architecture'"), not what the user asks for. Apostrophes inside words are kept.
-fn strip_quoted(text: &str) -> String {
+pub(crate) fn strip_quoted(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -445,18 +363,6 @@ mod tests {
         let abstain = abstain_reason;
         assert_eq!(abstain(""), Some(AbstainReason::Empty));
         assert_eq!(abstain("  \n"), Some(AbstainReason::Empty));
-        for chat in
-            ["thanks!", "Hi there, how are you?", "ok", "👍", "谢谢", "?", "merci beaucoup", "lgtm, thanks"]
-        {
-            assert!(looks_social(chat, &PromptText::new(chat)), "{chat}");
-        }
-        for request in [
-            "thanks, now fix the build",
-            "ok can you check src/main.rs",
-            "hello world program in rust please",
-        ] {
-            assert!(!looks_social(request, &PromptText::new(request)), "{request}");
-        }
         for command in ["/compact", "/review 123", "/plugin:cmd arg"] {
             assert_eq!(abstain(command), Some(AbstainReason::SlashCommand), "{command}");
         }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use marshal_core::classifier;
 use marshal_core::config::Config;
 use marshal_core::context::{self, RoutingContext};
 use marshal_core::paths::{self, StateDirEnv};
@@ -17,8 +18,9 @@ pub struct RouteArgs {
     /// Print the decision as JSON (schema in the README); with --explain, include every step.
     #[arg(long)]
     json: bool,
-    /// Show every rule that fired, every factor of the complexity score, and why the tier and
-    /// the agent were chosen.
+    /// Show every rule that fired, the classifier's probabilities and the features that weighed
+    /// most (or, when a rule of yours decided, the complexity score), and why the tier and the
+    /// agent were chosen.
     #[arg(long)]
     explain: bool,
     /// Use only the compiled-in defaults: no configuration files, discovered agents or history.
@@ -67,12 +69,12 @@ pub fn run(args: RouteArgs) -> Result<()> {
     };
     let decision = routing::route(&text, &inputs);
     let out = if args.json {
-        serde_json::to_string_pretty(&decision_json(&decision, args.explain))? + "\n"
+        serde_json::to_string_pretty(&decision_json(&decision, args.explain, &text))? + "\n"
     } else {
         let mut out = decision_text(&decision);
         if args.explain {
             if let Decision::Route(rec) = &decision {
-                out.push_str(&explanation_text(rec));
+                out.push_str(&explanation_text(rec, &text));
             }
             out.push_str(&sources_text(context.as_ref()));
         }
@@ -82,7 +84,7 @@ pub fn run(args: RouteArgs) -> Result<()> {
 }
 
 /// The stable JSON schema: an abstention has `agent: null` and `tier: "none"`.
-fn decision_json(decision: &Decision, explain: bool) -> serde_json::Value {
+fn decision_json(decision: &Decision, explain: bool, prompt: &str) -> serde_json::Value {
     match decision {
         Decision::Route(rec) => {
             let mut value = json!({
@@ -98,6 +100,10 @@ fn decision_json(decision: &Decision, explain: bool) -> serde_json::Value {
             });
             if explain {
                 value["explanation"] = json!(rec.explanation);
+                if let Some(verdict) = &rec.explanation.classifier {
+                    value["explanation"]["features"] =
+                        json!(classifier::strongest_pulls(prompt, verdict.label, EXPLAINED_FEATURES));
+                }
             }
             value
         }
@@ -136,7 +142,10 @@ fn decision_text(decision: &Decision) -> String {
     }
 }
 
-fn explanation_text(rec: &Recommendation) -> String {
+/// How many of the classifier's features `--explain` lists.
+const EXPLAINED_FEATURES: usize = 8;
+
+fn explanation_text(rec: &Recommendation, prompt: &str) -> String {
     let e = &rec.explanation;
     let mut out = String::from("\nWhy this agent?\n");
     if e.rules.is_empty() {
@@ -170,11 +179,25 @@ fn explanation_text(rec: &Recommendation) -> String {
             }
         }
     }
-    out.push_str("\n  Complexity score:\n");
-    for factor in &e.factors {
-        let _ = writeln!(out, "    {:<10} {:<44} {:+}", factor.name, factor.detail, factor.points);
+    match &e.classifier {
+        Some(verdict) => {
+            let _ = writeln!(out, "\n  Classifier: {}", routing::verdict_summary(verdict));
+            out.push_str("  Features that weighed most (+ towards that label, - away from it):\n");
+            for pull in classifier::strongest_pulls(prompt, verdict.label, EXPLAINED_FEATURES) {
+                let _ = writeln!(out, "    {:+.2}  {}", pull.weight, pull.feature);
+            }
+            for factor in &e.factors {
+                let _ = writeln!(out, "  {}: {}", factor.name, factor.detail);
+            }
+        }
+        None => {
+            out.push_str("\n  Complexity score:\n");
+            for factor in &e.factors {
+                let _ = writeln!(out, "    {:<10} {:<44} {:+}", factor.name, factor.detail, factor.points);
+            }
+            let _ = writeln!(out, "    {:<10} {:<44} {}", "score", "the sum, kept within 1..10", rec.score);
+        }
     }
-    let _ = writeln!(out, "    {:<10} {:<44} {}", "score", "the sum, kept within 1..10", rec.score);
     let _ = writeln!(out, "\n  Tier:  {} ({})", rec.tier.as_str(), e.tier_reason);
     let _ = writeln!(out, "  Agent: {}", e.agent_reason);
     out

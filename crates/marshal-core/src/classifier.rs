@@ -1,0 +1,509 @@
+//! The learned part of routing: a linear classifier that scores the four labels of
+//! `docs/ROUTING-RUBRIC.md` (none, weak, base, strong) from hashed features of the prompt.
+//!
+//! Features are words, word pairs, character triples (typos, other languages, scripts without
+//! spaces) and a few hand features: length, pasted code, stack traces, paths, question form, the
+//! first words, the script, and which compiled-in keyword rules fire. Length itself is not a
+//! feature: in a corpus hard problems come with long descriptions, but users ask them in one line. Each is hashed into one of
+//! [`BUCKETS`] weights per label.
+//!
+//! The weights are trained offline by `scripts/train-router.sh` on `evals/` and compiled in
+//! (`router-model.bin`): nothing is read or parsed at start-up. The label is the one with the
+//! least expected cost ([`COST`]), so an uncertain choice between weak and strong lands on base.
+//!
+//! [`extract`] is the one feature extractor, shared by the hooks, `route --explain` and training.
+
+use crate::builtin;
+use crate::prompt_text::{split_code_fences, strip_quoted, truncate_at_char_boundary, Pattern, PromptText};
+
+mod model {
+    include!("router_model.rs");
+}
+
+/// Hashed feature space per label.
+pub const BUCKETS: usize = 1 << 14;
+
+/// The rubric's labels, in the order of the model's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    None,
+    Weak,
+    Base,
+    Strong,
+}
+
+pub const LABELS: [Label; 4] = [Label::None, Label::Weak, Label::Base, Label::Strong];
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::None => "none",
+            Label::Weak => "weak",
+            Label::Base => "base",
+            Label::Strong => "strong",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Label> {
+        LABELS.into_iter().find(|l| l.as_str() == text)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a wrong label costs, `COST[truth][chosen]`: a severe misroute (weak <-> strong, or
+/// strong work for a non-request) costs four times an adjacent one.
+pub const COST: [[f32; 4]; 4] = [
+    // chosen: none weak base strong
+    [0.0, 1.0, 1.0, 4.0], // truth none
+    [1.0, 0.0, 1.0, 4.0], // truth weak
+    [1.0, 1.0, 0.0, 1.0], // truth base
+    [2.0, 4.0, 1.0, 0.0], // truth strong
+];
+
+/// Where extracted features go: hashed for scoring and training, named for `--explain`.
+pub trait FeatureSink {
+    /// One feature: a kind (`w` for a word, `b` for a pair...), its parts, and its value.
+    fn feature(&mut self, kind: &str, parts: &[&str], value: f32);
+}
+
+/// How many patterns of each compiled-in rule occur in the prompt (the rules as compiled in,
+/// whatever the user's configuration says: the model was trained on these). Routing, which has
+/// already matched them, passes its own counts instead of calling this.
+pub fn builtin_hits(text: &PromptText) -> Vec<(&'static str, usize)> {
+    builtin::DEFAULT_RULES
+        .iter()
+        .map(|(id, _, _, patterns)| (*id, patterns.iter().filter(|p| text.matches(&Pattern::builtin(p))).count()))
+        .filter(|(_, hits)| *hits > 0)
+        .collect()
+}
+
+/// Prompts are scanned up to this many bytes; a pasted log past it adds nothing.
+const SCAN_BYTES: usize = 16 * 1024;
+/// Words past this many add no n-grams: the request is at the start.
+const MAX_WORDS: usize = 400;
+/// Character triples come from the first this many words.
+const MAX_CHAR_WORDS: usize = 120;
+
+/// Feeds every feature of `prompt` to `sink`. N-gram groups are scaled by 1/sqrt(their count),
+/// so a long prompt does not outvote a short one by its length alone.
+pub fn extract(prompt: &str, text: &PromptText, rule_hits: &[(&str, usize)], sink: &mut impl FeatureSink) {
+    let scanned = truncate_at_char_boundary(prompt, SCAN_BYTES);
+    let (prose, fenced_lines) = split_code_fences(scanned);
+    let words = words_for_model(&strip_quoted(&prose));
+    let words = &words[..words.len().min(MAX_WORDS)];
+
+    sink.feature("bias", &[], 1.0);
+    if let Some(first) = words.first() {
+        sink.feature("first", &[first], 1.0);
+        if let Some(second) = words.get(1) {
+            sink.feature("first2", &[first, second], 1.0);
+        }
+    }
+    if let Some(last) = words.last() {
+        sink.feature("last", &[last], 1.0);
+    }
+
+    let unigram_scale = inverse_sqrt(words.len());
+    for word in words {
+        sink.feature("w", &[word], unigram_scale);
+    }
+    let bigram_scale = inverse_sqrt(words.len().saturating_sub(1));
+    for pair in words.windows(2) {
+        sink.feature("b", &[&pair[0], &pair[1]], bigram_scale);
+    }
+    let char_words = &words[..words.len().min(MAX_CHAR_WORDS)];
+    let triples: usize = char_words.iter().map(|w| w.chars().count()).sum();
+    let triple_scale = inverse_sqrt(triples);
+    let mut marked = String::new();
+    for word in char_words {
+        // Boundary marks make "fix" at a word's start differ from "-fix" inside one.
+        marked.clear();
+        marked.push('<');
+        marked.push_str(word);
+        marked.push('>');
+        let starts: Vec<usize> = marked.char_indices().map(|(i, _)| i).chain([marked.len()]).collect();
+        for window in starts.windows(4) {
+            sink.feature("c", &[&marked[window[0]..window[3]]], triple_scale);
+        }
+    }
+
+    hand_features(scanned, &prose, fenced_lines, sink);
+    concept_features(words, sink);
+
+    for (id, hits) in rule_hits.iter().filter(|(_, hits)| *hits > 0) {
+        sink.feature("rule", &[id], 1.0);
+        if *hits > 1 {
+            sink.feature("rule2", &[id], 1.0);
+        }
+    }
+    sink.feature("paths", &[count_band(text.paths)], 1.0);
+}
+
+/// Word stems in several languages that name one idea, so what the classifier learns from the
+/// many English prompts carries over to the few in other languages. A word counts when it starts
+/// with a stem; scripts without spaces (Japanese, Chinese, Korean) count when they contain one.
+const CONCEPTS: &[(&str, &[&str])] = &[
+    ("architecture", &["architect", "architekt", "arquitect", "arquitet", "архитект", "アーキテクチャ", "架构", "架構", "아키텍처"]),
+    ("design", &["design", "diseñ", "entwerf", "entwurf", "concevoir", "conçoi", "progett", "projektuj", "zaprojekt", "спроектир", "проектир", "設計", "设计", "설계"]),
+    ("plan", &["plan", "planen", "planific", "planej", "планир", "план", "計画", "计划", "계획", "roadmap", "rollout", "estrateg", "strateg", "стратег", "戦略", "策略", "전략"]),
+    ("migrate", &["migrat", "migrac", "migraç", "migriert", "migrier", "миграц", "мигрир", "移行", "迁移", "移転", "마이그레이션", "이전"]),
+    ("every", &["all", "every", "todos", "todas", "alle", "tous", "toutes", "tutti", "wszystk", "все", "всех", "全", "所有", "모든"]),
+    ("services", &["service", "servic", "servizi", "dienst", "serwis", "сервис", "サービス", "服务", "服務", "서비스", "microservi"]),
+    ("production", &["prod", "produc", "produkc", "produkt", "продакшен", "прод", "本番", "生产", "生產", "프로덕션", "운영"]),
+    ("load", &["load", "last", "carga", "charge", "carico", "obciąż", "нагруз", "負荷", "负载", "負載", "高并发", "부하", "traffic", "tráfico"]),
+    ("sometimes", &["sometimes", "occasional", "intermitt", "sporadi", "flaky", "randomly", "manchmal", "gelegentlich", "a veces", "veces", "às vezes", "parfois", "talvolta", "czasem", "czasami", "иногда", "периодич", "時々", "まれに", "たまに", "偶尔", "有时", "가끔", "간헐"]),
+    ("duplicate", &["duplic", "double", "twice", "doppelt", "zweimal", "dwukrot", "podwój", "двойн", "дважды", "дубл", "二重", "重复", "重複", "两次", "중복", "두 번"]),
+    ("money", &["payment", "billing", "invoice", "ledger", "refund", "money", "pago", "pagament", "paiement", "zahlung", "buchung", "rechnung", "płatn", "faktur", "factur", "платеж", "платёж", "счет", "счёт", "決済", "請求", "支付", "账单", "결제", "청구", "settlement", "charge"]),
+    ("memory", &["memory", "leak", "heap", "oom", "speicher", "memoria", "mémoire", "pamię", "памят", "утечк", "wyciek", "fuga", "fuite", "メモリ", "リーク", "内存", "泄漏", "메모리", "누수"]),
+    ("concurrency", &["race", "deadlock", "concurren", "nebenläuf", "concorr", "współbież", "конкурент", "гонк", "взаимоблок", "競合", "デッドロック", "竞态", "并发", "死锁", "경쟁", "교착"]),
+    ("security", &["secur", "sicher", "segur", "sécur", "sicurezz", "bezpiecz", "безопас", "vulnerab", "schwachstell", "уязвим", "threat", "セキュリティ", "脆弱", "安全", "漏洞", "보안", "취약"]),
+    ("rename", &["renam", "umbenenn", "renombr", "renome", "renomm", "rinomin", "hernoem", "переимен", "リネーム", "名前を変更", "重命名", "이름을 바꾸", "이름 변경"]),
+    ("typo", &["typo", "tippfehler", "errata", "erratas", "faute", "refuso", "literówk", "опечат", "タイポ", "誤字", "拼写", "错别字", "오타"]),
+    ("version", &["version", "versión", "versão", "wersj", "верси", "バージョン", "版本", "버전", "bump"]),
+    ("where", &["where", "wo", "dónde", "donde", "onde", "où", "dove", "gdzie", "где", "どこ", "哪里", "哪儿", "어디"]),
+    ("how", &["how", "wie", "cómo", "como", "comment", "come", "jak", "как", "どうやって", "どう", "怎么", "如何", "어떻게"]),
+    ("why", &["why", "warum", "wieso", "porque", "pourquoi", "perché", "dlaczego", "почему", "なぜ", "為什麼", "为什么", "왜"]),
+    ("test", &["test", "prueba", "teste", "тест", "テスト", "测试", "測試", "테스트"]),
+    ("add", &["add", "hinzufüg", "ergänz", "añad", "agreg", "adicion", "ajout", "aggiung", "dodaj", "добав", "追加", "添加", "增加", "추가"]),
+    ("implement", &["implement", "impleme", "umsetz", "реализ", "実装", "实现", "實現", "구현"]),
+    ("error", &["error", "fehler", "erro", "erreur", "errore", "błąd", "ошибк", "exception", "エラー", "例外", "错误", "錯誤", "报错", "오류", "에러", "bug", "баг", "バグ", "버그"]),
+    ("explain", &["explain", "erklär", "explic", "expliq", "spieg", "wyjaśn", "объясн", "説明", "解释", "解釋", "설명"]),
+    ("sport", &["football", "soccer", "fußball", "fútbol", "futebol", "calcio", "piłk", "футбол", "サッカー", "足球", "축구", "won", "gewonnen", "ganó", "ganhou", "gagné", "vinto", "wygrał", "выиграл", "優勝", "冠军", "우승", "world cup", "mundial", "weltmeister"]),
+    ("food", &["recipe", "rezept", "receta", "receita", "recette", "ricett", "przepis", "рецепт", "レシピ", "食谱", "菜谱", "레시피", "cook", "kochen", "cocin", "cozinh", "cuisin", "ofen", "horno", "forno", "four", "духовк", "オーブン", "烤箱", "오븐", "carbonara", "pizza", "pasta"]),
+    ("travel", &["travel", "vacation", "holiday", "urlaub", "reise", "vacacion", "viaje", "férias", "viagem", "vacances", "voyage", "vacanz", "viaggio", "wakacj", "podróż", "отпуск", "путешеств", "旅行", "여행"]),
+    ("thanks", &["thank", "thx", "danke", "gracias", "obrigad", "merci", "grazie", "dziękuj", "dzięki", "спасибо", "ありがとう", "谢谢", "謝謝", "감사", "고마워"]),
+    ("greeting", &["hello", "hallo", "hola", "olá", "bonjour", "salut", "ciao", "cześć", "привет", "こんにちは", "おはよう", "你好", "안녕"]),
+];
+
+/// Every concept a word of the prompt names, once each.
+fn concept_features(words: &[String], sink: &mut impl FeatureSink) {
+    let mut found = [false; CONCEPTS.len()];
+    for word in words {
+        let spaceless = word.chars().any(is_spaceless_script);
+        let first = word.as_bytes().first().copied();
+        for (index, (_, stems)) in CONCEPTS.iter().enumerate() {
+            if !found[index] {
+                // The first byte rules out nearly every stem before a comparison is made.
+                found[index] = stems.iter().any(|stem| {
+                    if spaceless {
+                        word.contains(stem)
+                    } else {
+                        stem.as_bytes().first().copied() == first && word.starts_with(stem)
+                    }
+                });
+            }
+        }
+    }
+    for ((concept, _), _) in CONCEPTS.iter().zip(found).filter(|(_, f)| *f) {
+        sink.feature("concept", &[concept], 1.0);
+    }
+}
+
+/// Japanese, Chinese and Korean: words run together, so a stem is looked for inside a run.
+fn is_spaceless_script(c: char) -> bool {
+    matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x9fff | 0xac00..=0xd7af)
+}
+
+fn hand_features(scanned: &str, prose: &str, fenced_lines: usize, sink: &mut impl FeatureSink) {
+    sink.feature("fenced", &[count_band(fenced_lines)], 1.0);
+    let trace_lines = scanned.lines().filter(|l| looks_like_trace_line(l)).count();
+    sink.feature("trace", &[count_band(trace_lines)], 1.0);
+    let trimmed = prose.trim_end();
+    if trimmed.ends_with('?') {
+        sink.feature("ends", &["?"], 1.0);
+    }
+    let questions = prose.matches('?').count();
+    if questions > 1 {
+        sink.feature("questions", &["many"], 1.0);
+    }
+    if prose.contains("```") || scanned.contains("    ") {
+        sink.feature("indented", &[], 1.0);
+    }
+    for script in scripts_of(prose) {
+        sink.feature("script", &[script], 1.0);
+    }
+}
+
+/// Lowercase words (any script) with paths, numbers and long hex ids folded into placeholders.
+fn words_for_model(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    for token in text.split_whitespace() {
+        let bare = token.trim_matches(|c: char| !c.is_alphanumeric() && c != '/' && c != '.');
+        if bare.contains('/') && bare.chars().any(char::is_alphanumeric) && !bare.contains("://") {
+            words.push(String::from("<path>"));
+            continue;
+        }
+        if let Some((stem, ext)) = bare.rsplit_once('.') {
+            if !stem.is_empty() && (1..=5).contains(&ext.len()) && ext.chars().all(|c| c.is_ascii_alphabetic()) {
+                words.push(String::from("<file>"));
+                words.push(format!(".{}", ext.to_ascii_lowercase()));
+                continue;
+            }
+        }
+        for part in token.split(|c: char| !c.is_alphanumeric()).filter(|p| !p.is_empty()) {
+            if part.chars().all(|c| c.is_ascii_digit()) {
+                words.push(String::from("<num>"));
+            } else {
+                words.push(part.to_lowercase());
+            }
+        }
+    }
+    words
+}
+
+fn looks_like_trace_line(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("at ")
+        || line.starts_with("File \"")
+        || line.starts_with("Traceback")
+        || line.contains("Error:")
+        || line.contains("Exception")
+        || line.contains("panicked at")
+        || line.starts_with("error[")
+        || line.starts_with("E   ")
+        || line.contains("FAILED")
+        || line.contains("Caused by")
+}
+
+/// The writing systems present, by their letters.
+fn scripts_of(text: &str) -> Vec<&'static str> {
+    let mut found = [false; 6];
+    for c in text.chars().filter(|c| c.is_alphabetic()) {
+        let index = match c as u32 {
+            0..=0x7f => 0,
+            0x80..=0x24f => 1,
+            0x400..=0x4ff => 2,
+            0x900..=0x97f => 3,
+            0x3040..=0x30ff | 0x3400..=0x9fff | 0xac00..=0xd7af => 4,
+            _ => 5,
+        };
+        found[index] = true;
+    }
+    const NAMES: [&str; 6] = ["latin", "latin-accented", "cyrillic", "devanagari", "cjk", "other"];
+    NAMES.iter().zip(found).filter(|(_, f)| *f).map(|(n, _)| *n).collect()
+}
+
+fn count_band(count: usize) -> &'static str {
+    match count {
+        0 => "0",
+        1 => "1",
+        2..=3 => "2-3",
+        4..=10 => "4-10",
+        11..=50 => "11-50",
+        _ => "50+",
+    }
+}
+
+fn inverse_sqrt(count: usize) -> f32 {
+    if count == 0 {
+        0.0
+    } else {
+        1.0 / (count as f32).sqrt()
+    }
+}
+
+/// FNV-1a over the kind and parts, with separators: stable across platforms and releases.
+pub fn feature_hash(kind: &str, parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(kind.as_bytes());
+    for part in parts {
+        eat(&[0x1f]);
+        eat(part.as_bytes());
+    }
+    hash
+}
+
+/// The bucket a feature lands in and the sign it is counted with (signed hashing halves the
+/// bias that collisions add).
+pub fn bucket_and_sign(kind: &str, parts: &[&str]) -> (usize, f32) {
+    let hash = feature_hash(kind, parts);
+    let bucket = (hash % BUCKETS as u64) as usize;
+    let sign = if hash >> 63 == 0 { 1.0 } else { -1.0 };
+    (bucket, sign)
+}
+
+/// A sparse feature vector: `(bucket, signed value)`, summed per bucket.
+#[derive(Debug, Default, Clone)]
+pub struct Hashed(pub Vec<(u32, f32)>);
+
+impl FeatureSink for Hashed {
+    fn feature(&mut self, kind: &str, parts: &[&str], value: f32) {
+        let (bucket, sign) = bucket_and_sign(kind, parts);
+        self.0.push((bucket as u32, sign * value));
+    }
+}
+
+impl Hashed {
+    pub fn of(prompt: &str, text: &PromptText, rule_hits: &[(&str, usize)]) -> Hashed {
+        let mut hashed = Hashed(Vec::with_capacity(256));
+        extract(prompt, text, rule_hits, &mut hashed);
+        hashed
+    }
+}
+
+/// The model's verdict on one prompt.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Verdict {
+    pub label: Label,
+    /// Probability of each label, in [`LABELS`] order.
+    pub probabilities: [f32; 4],
+}
+
+impl Verdict {
+    /// The probability of the chosen label: the confidence `eval`'s reliability table checks.
+    pub fn confidence(&self) -> f32 {
+        self.probabilities[self.label.index()]
+    }
+}
+
+/// Classifies `prompt` with the compiled-in model; `rule_hits` as [`builtin_hits`] gives them.
+pub fn classify(prompt: &str, text: &PromptText, rule_hits: &[(&str, usize)]) -> Verdict {
+    verdict_of(&Hashed::of(prompt, text, rule_hits), &model::WEIGHTS, model::SCALE, &model::BIAS)
+}
+
+/// The label of least expected cost, from weights stored as `BUCKETS x 4` little-endian `i16`
+/// scaled by `scale`.
+pub fn verdict_of(features: &Hashed, weights: &[u8], scale: f32, bias: &[f32; 4]) -> Verdict {
+    let mut scores = *bias;
+    for (bucket, value) in &features.0 {
+        let row = *bucket as usize * 4;
+        for (label, score) in scores.iter_mut().enumerate() {
+            *score += weight_at(weights, row + label) * scale * value;
+        }
+    }
+    let probabilities = softmax(scores);
+    let label = least_cost(&probabilities);
+    Verdict { label, probabilities }
+}
+
+fn weight_at(weights: &[u8], index: usize) -> f32 {
+    match weights.get(index * 2..index * 2 + 2) {
+        Some(bytes) => f32::from(i16::from_le_bytes([bytes[0], bytes[1]])),
+        None => 0.0,
+    }
+}
+
+pub fn softmax(scores: [f32; 4]) -> [f32; 4] {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp = scores.map(|s| (s - max).exp());
+    let sum: f32 = exp.iter().sum();
+    exp.map(|e| e / sum)
+}
+
+/// The label whose expected cost under `probabilities` is least.
+pub fn least_cost(probabilities: &[f32; 4]) -> Label {
+    let expected = |chosen: usize| -> f32 { (0..4).map(|truth| probabilities[truth] * COST[truth][chosen]).sum() };
+    let mut best = 0;
+    for chosen in 1..4 {
+        if expected(chosen) < expected(best) {
+            best = chosen;
+        }
+    }
+    LABELS[best]
+}
+
+/// One feature's pull towards the chosen label, for `route --explain`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Pull {
+    pub feature: String,
+    /// Its score for the chosen label minus its mean score over the others.
+    pub weight: f32,
+}
+
+/// The features that pulled hardest towards and away from `label`, strongest first.
+pub fn strongest_pulls(prompt: &str, label: Label, count: usize) -> Vec<Pull> {
+    struct Named(Vec<(String, usize, f32)>);
+    impl FeatureSink for Named {
+        fn feature(&mut self, kind: &str, parts: &[&str], value: f32) {
+            let (bucket, sign) = bucket_and_sign(kind, parts);
+            let name = if parts.is_empty() { kind.to_string() } else { format!("{kind}:{}", parts.join(" ")) };
+            self.0.push((name, bucket, sign * value));
+        }
+    }
+    let mut named = Named(Vec::new());
+    let text = PromptText::new(prompt);
+    extract(prompt, &text, &builtin_hits(&text), &mut named);
+    let chosen = label.index();
+    let mut pulls: Vec<Pull> = named
+        .0
+        .into_iter()
+        .map(|(feature, bucket, value)| {
+            let score = |l: usize| weight_at(&model::WEIGHTS, bucket * 4 + l) * model::SCALE * value;
+            let others = (0..4).filter(|l| *l != chosen).map(score).sum::<f32>() / 3.0;
+            Pull { feature, weight: score(chosen) - others }
+        })
+        .filter(|p| p.weight.abs() > 0.01)
+        .collect();
+    pulls.sort_by(|a, b| b.weight.abs().total_cmp(&a.weight.abs()));
+    pulls.dedup_by(|a, b| a.feature == b.feature);
+    pulls.truncate(count);
+    pulls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(prompt: &str) -> Vec<String> {
+        struct Names(Vec<String>);
+        impl FeatureSink for Names {
+            fn feature(&mut self, kind: &str, parts: &[&str], _value: f32) {
+                self.0.push(format!("{kind}:{}", parts.join(" ")));
+            }
+        }
+        let mut n = Names(Vec::new());
+        let text = PromptText::new(prompt);
+        extract(prompt, &text, &builtin_hits(&text), &mut n);
+        n.0
+    }
+
+    #[test]
+    fn features_name_words_pairs_and_hand_signals() {
+        let features = names("Fix the typo in src/app.py\n```\nTraceback (most recent call last):\n```");
+        for expected in ["w:fix", "b:fix the", "first:fix", "w:<path>", "c:<fi", "fenced:1", "trace:1", "rule:builtin.chore"] {
+            assert!(features.contains(&expected.to_string()), "{expected} missing from {features:?}");
+        }
+        // Quoted text is data, not the request.
+        assert!(!names("fix the typo in the word 'architecture'").contains(&"w:architecture".to_string()));
+    }
+
+    #[test]
+    fn other_scripts_give_character_features() {
+        let features = names("このテストを直して");
+        assert!(features.contains(&"script:cjk".to_string()));
+        assert!(features.iter().any(|f| f.starts_with("c:")));
+    }
+
+    #[test]
+    fn least_cost_prefers_base_between_weak_and_strong() {
+        assert_eq!(least_cost(&[0.0, 0.45, 0.1, 0.45]), Label::Base);
+        assert_eq!(least_cost(&[0.0, 0.9, 0.05, 0.05]), Label::Weak);
+        assert_eq!(least_cost(&[0.7, 0.1, 0.1, 0.1]), Label::None);
+    }
+
+    #[test]
+    fn the_hash_is_stable() {
+        // Changing it silently invalidates the compiled-in model. The value is FNV-1a 64 of
+        // b"w\x1ffix", computed apart from this code.
+        assert_eq!(feature_hash("w", &["fix"]), 0x5125_29e6_aca7_2fa6);
+    }
+
+    #[test]
+    fn huge_prompts_are_cut_not_slow() {
+        let huge = "refactor the parser ".repeat(100_000);
+        let mut hashed = Hashed::default();
+        let text = PromptText::new(&huge);
+        extract(&huge, &text, &builtin_hits(&text), &mut hashed);
+        assert!(hashed.0.len() < 3_000, "{} features", hashed.0.len());
+    }
+}
