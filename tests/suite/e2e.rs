@@ -346,17 +346,34 @@ fn a_user_rule_and_a_user_agent_change_the_routing_of_a_real_session() {
     assert!(sandbox.log().is_empty(), "{}", sandbox.log());
 }
 
+/// CI's floor on the frozen test split (and on marshal 0.1's own set): overall accuracy and
+/// severe misroutes. Raise it as the router improves; never lower it to make a change pass.
 #[test]
-fn the_eval_set_stays_above_its_accuracy_floor() {
+fn the_test_split_stays_above_its_accuracy_floor() {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_marshal"));
     command
         .arg("eval")
+        .arg(crate::support::repo_root().join("evals/corpus-test.jsonl"))
         .arg(crate::support::repo_root().join("evals/routing.jsonl"))
-        .args(["--min-accuracy", "0.75"]);
-    let out = crate::support::process::run_with_limit(&mut command, std::time::Duration::from_secs(120));
+        .args(["--min-accuracy", "0.85", "--max-severe", "0.02"]);
+    let out = crate::support::process::run_with_limit(&mut command, std::time::Duration::from_secs(300));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("Confusion matrix"), "{stdout}");
+    assert!(stdout.contains("corpus-test.jsonl: 479 prompts"), "{stdout}");
+    assert!(stdout.contains("Reliability"), "{stdout}");
+
+    // A floor above what the router reaches fails, naming what fell short.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_marshal"));
+    command.arg("eval").arg(crate::support::repo_root().join("evals/routing.jsonl")).args([
+        "--min-accuracy",
+        "0.999",
+        "--json",
+    ]);
+    let out = crate::support::process::run_with_limit(&mut command, std::time::Duration::from_secs(300));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("routing.jsonl: accuracy"));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["splits"][0]["prompts"], 170);
 }
 
 #[test]

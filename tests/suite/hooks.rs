@@ -318,7 +318,10 @@ fn marshal_route_prints_the_decision_and_stable_json() {
     let json = stdout_json(&out);
     assert_eq!((json["agent"].clone(), json["tier"].clone()), (Value::Null, json!("none")));
 
-    let out = marshal().args(["route", "--json", "design a sharded event store"]).assert().success();
+    let out = marshal()
+        .args(["route", "--json", "design the architecture for multi-region failover"])
+        .assert()
+        .success();
     let json = stdout_json(&out);
     for field in
         ["agent", "subagent_type", "tier", "model", "confidence", "task", "score", "reasons", "directive"]

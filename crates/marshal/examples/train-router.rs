@@ -50,8 +50,15 @@ fn main() -> Result<()> {
 }
 
 fn parse_args() -> Result<Settings> {
-    let mut settings =
-        Settings { train: Vec::new(), check: Vec::new(), out: None, epochs: 30, l2: 1e-4, rate: 0.1, misses: false };
+    let mut settings = Settings {
+        train: Vec::new(),
+        check: Vec::new(),
+        out: None,
+        epochs: 30,
+        l2: 1e-4,
+        rate: 0.1,
+        misses: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -159,7 +166,13 @@ fn print_scores(name: &str, set: &[Example], weights: &[u8], scale: f32, bias: &
         let ok = verdict.label == example.label;
         if misses && !ok {
             let shown: String = example.prompt.chars().take(160).collect::<String>().replace('\n', " / ");
-            println!("  MISS {} -> {} ({:.2}) [{}] {shown}", example.label.as_str(), verdict.label.as_str(), verdict.confidence(), example.category);
+            println!(
+                "  MISS {} -> {} ({:.2}) [{}] {shown}",
+                example.label.as_str(),
+                verdict.label.as_str(),
+                verdict.confidence(),
+                example.category
+            );
         }
         right += usize::from(ok);
         severe += usize::from(is_severe(example.label, verdict.label));

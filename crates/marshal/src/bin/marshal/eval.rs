@@ -45,7 +45,8 @@ struct Case {
     prompt: String,
 }
 
-const DEFAULT_SPLITS: [&str; 3] = ["evals/corpus-train.jsonl", "evals/corpus-dev.jsonl", "evals/corpus-test.jsonl"];
+const DEFAULT_SPLITS: [&str; 3] =
+    ["evals/corpus-train.jsonl", "evals/corpus-dev.jsonl", "evals/corpus-test.jsonl"];
 /// About this many decisions are timed per file.
 const TIMED_DECISIONS: usize = 20_000;
 /// Bins of stated confidence for the reliability table.
@@ -121,7 +122,12 @@ fn load(file: &Path) -> Result<Vec<Case>> {
         let case: Case = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not an eval case", file.display(), n + 1))?;
         if Label::parse(&case.tier).is_none() {
-            bail!("{}:{}: tier '{}' is not one of none, weak, base, strong", file.display(), n + 1, case.tier);
+            bail!(
+                "{}:{}: tier '{}' is not one of none, weak, base, strong",
+                file.display(),
+                n + 1,
+                case.tier
+            );
         }
         cases.push(case);
     }
@@ -144,10 +150,11 @@ fn decide(prompt: &str, inputs: &RouteInputs) -> (Label, f64) {
         }
         // The classifier's own abstention states its probability; the others are certain.
         Decision::Abstain(AbstainReason::NotARequest) => {
-            {
             let text = PromptText::new(prompt);
-            (Label::None, f64::from(classifier::classify(prompt, &text, &classifier::builtin_hits(&text)).confidence()))
-        }
+            (
+                Label::None,
+                f64::from(classifier::classify(prompt, &text, &classifier::builtin_hits(&text)).confidence()),
+            )
         }
         Decision::Abstain(_) => (Label::None, 1.0),
     }
@@ -237,7 +244,12 @@ fn floor_failures(splits: &[Split], args: &EvalArgs) -> Vec<String> {
     let mut failures = Vec::new();
     for split in splits {
         if let Some(min) = args.min_accuracy.filter(|min| split.accuracy < *min) {
-            failures.push(format!("{}: accuracy {:.1}% < {:.1}%", split.file, split.accuracy * 100.0, min * 100.0));
+            failures.push(format!(
+                "{}: accuracy {:.1}% < {:.1}%",
+                split.file,
+                split.accuracy * 100.0,
+                min * 100.0
+            ));
         }
         if let Some(max) = args.max_severe.filter(|max| split.severe_rate > *max) {
             failures.push(format!(
