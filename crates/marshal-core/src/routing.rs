@@ -181,6 +181,18 @@ fn recommend(
             let (raised, history) = history_factor(config, inputs.history, &task);
             let mut tier = tier_of(verdict.label);
             let mut reason = format!("the classifier: {}", verdict_summary(verdict));
+            let likeliest = classifier::LABELS
+                .into_iter()
+                .max_by(|a, b| verdict.probabilities[a.index()].total_cmp(&verdict.probabilities[b.index()]))
+                .unwrap_or(verdict.label);
+            if likeliest != verdict.label {
+                // Least expected cost, not the likeliest label: say so, or it reads like a bug.
+                reason.push_str(&format!(
+                    "; {} is likelier, but {} is the cheaper mistake (least expected cost)",
+                    likeliest.as_str(),
+                    verdict.label.as_str()
+                ));
+            }
             // Turns of this type were often done by a stronger agent than the one routed: a
             // chore the classifier was unsure of becomes ordinary work (history nudges a
             // borderline case, as one point of the rule engine's score does; it never makes

@@ -95,6 +95,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
     } else {
         args.files.clone()
     };
+    for (flag, value) in [
+        ("--min-accuracy", args.min_accuracy),
+        ("--min-category", args.min_category),
+        ("--max-severe", args.max_severe),
+    ] {
+        if let Some(value) = value.filter(|v| !(0.0..=1.0).contains(v)) {
+            bail!("{flag} takes a fraction from 0 to 1 (0.9 for 90%), not {value}");
+        }
+    }
     // The compiled-in defaults only, so results do not depend on this machine's configuration.
     let config = Config::default();
     let inputs = RouteInputs { config: &config, agents: &[], history: None };
