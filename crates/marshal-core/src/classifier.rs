@@ -13,6 +13,7 @@
 //!
 //! [`extract`] is the one feature extractor, shared by the hooks, `route --explain` and training.
 
+use crate::agents::Tier;
 use crate::builtin;
 use crate::prompt_text::{split_code_fences, strip_quoted, truncate_at_char_boundary, Pattern, PromptText};
 
@@ -31,6 +32,16 @@ pub enum Label {
     Weak,
     Base,
     Strong,
+}
+
+impl From<Tier> for Label {
+    fn from(tier: Tier) -> Label {
+        match tier {
+            Tier::Weak => Label::Weak,
+            Tier::Base => Label::Base,
+            Tier::Strong => Label::Strong,
+        }
+    }
 }
 
 pub const LABELS: [Label; 4] = [Label::None, Label::Weak, Label::Base, Label::Strong];
@@ -64,6 +75,11 @@ pub const COST: [[f32; 4]; 4] = [
     [2.0, 4.0, 1.0, 0.0], // truth strong
 ];
 
+/// A severe misroute: a choice [`COST`] prices at four adjacent mistakes.
+pub fn is_severe(truth: Label, chosen: Label) -> bool {
+    COST[truth.index()][chosen.index()] >= 4.0
+}
+
 /// Where extracted features go: hashed for scoring and training, named for `--explain`.
 pub trait FeatureSink {
     /// One feature: a kind (`w` for a word, `b` for a pair...), its parts, and its value.
@@ -71,13 +87,23 @@ pub trait FeatureSink {
 }
 
 /// How many patterns of each compiled-in rule occur in the prompt (the rules as compiled in,
-/// whatever the user's configuration says: the model was trained on these). Routing, which has
-/// already matched them, passes its own counts instead of calling this.
+/// whatever the user's configuration says: the model was trained on these).
 pub fn builtin_hits(text: &PromptText) -> Vec<(&'static str, usize)> {
+    builtin_hits_reusing(text, |_| None)
+}
+
+/// [`builtin_hits`], taking a rule's count from `known` when the caller has already matched it
+/// as compiled in (routing has), and matching it here otherwise.
+pub fn builtin_hits_reusing(
+    text: &PromptText,
+    known: impl Fn(&str) -> Option<usize>,
+) -> Vec<(&'static str, usize)> {
     builtin::DEFAULT_RULES
         .iter()
         .map(|(id, _, _, patterns)| {
-            (*id, patterns.iter().filter(|p| text.matches(&Pattern::builtin(p))).count())
+            let count = known(id)
+                .unwrap_or_else(|| patterns.iter().filter(|p| text.matches(&Pattern::builtin(p))).count());
+            (*id, count)
         })
         .filter(|(_, hits)| *hits > 0)
         .collect()
@@ -797,7 +823,7 @@ fn scripts_of(text: &str) -> Vec<&'static str> {
             0x80..=0x24f => 1,
             0x400..=0x4ff => 2,
             0x900..=0x97f => 3,
-            0x3040..=0x30ff | 0x3400..=0x9fff | 0xac00..=0xd7af => 4,
+            _ if is_spaceless_script(c) => 4,
             _ => 5,
         };
         found[index] = true;
@@ -882,6 +908,14 @@ impl Verdict {
     /// The probability of the chosen label: the confidence `eval`'s reliability table checks.
     pub fn confidence(&self) -> f32 {
         self.probabilities[self.label.index()]
+    }
+
+    /// The most probable label, which the least-cost choice may pass over.
+    pub fn likeliest(&self) -> Label {
+        LABELS
+            .into_iter()
+            .max_by(|a, b| self.probabilities[a.index()].total_cmp(&self.probabilities[b.index()]))
+            .unwrap_or(self.label)
     }
 }
 
@@ -1019,6 +1053,19 @@ mod tests {
         assert_eq!(least_cost(&[0.0, 0.45, 0.1, 0.45]), Label::Base);
         assert_eq!(least_cost(&[0.0, 0.9, 0.05, 0.05]), Label::Weak);
         assert_eq!(least_cost(&[0.7, 0.1, 0.1, 0.1]), Label::None);
+    }
+
+    #[test]
+    fn severe_misroutes_are_weak_strong_both_ways_and_strong_for_a_non_request() {
+        let severe: Vec<(Label, Label)> = LABELS
+            .iter()
+            .flat_map(|t| LABELS.iter().map(move |c| (*t, *c)))
+            .filter(|(t, c)| is_severe(*t, *c))
+            .collect();
+        assert_eq!(
+            severe,
+            [(Label::None, Label::Strong), (Label::Weak, Label::Strong), (Label::Strong, Label::Weak)]
+        );
     }
 
     #[test]

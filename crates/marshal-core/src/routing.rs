@@ -117,21 +117,10 @@ fn users_rule(hit: &RuleHit, config: &Config) -> bool {
 /// The classifier's rule features, reusing the matches routing made: a compiled-in rule the
 /// user left alone was matched already; one they changed or disabled is matched as compiled in.
 fn builtin_hits(text: &PromptText, hits: &[RuleHit], config: &Config) -> Vec<(&'static str, usize)> {
-    crate::builtin::DEFAULT_RULES
-        .iter()
-        .map(|(id, _, _, patterns)| {
-            let count = match config.rules.iter().find(|r| r.id == *id) {
-                Some(rule) if crate::builtin::is_builtin(rule) => {
-                    hits.iter().find(|h| h.id == *id).map_or(0, |h| h.matched.len())
-                }
-                _ => {
-                    patterns.iter().filter(|p| text.matches(&crate::prompt_text::Pattern::builtin(p))).count()
-                }
-            };
-            (*id, count)
-        })
-        .filter(|(_, count)| *count > 0)
-        .collect()
+    classifier::builtin_hits_reusing(text, |id| {
+        let unchanged = config.rules.iter().find(|r| r.id == id).is_some_and(crate::builtin::is_builtin);
+        unchanged.then(|| hits.iter().find(|h| h.id == id).map_or(0, |h| h.matched.len()))
+    })
 }
 
 /// History raises a weak verdict to base only when the classifier was less sure than this.
@@ -181,10 +170,7 @@ fn recommend(
             let (raised, history) = history_factor(config, inputs.history, &task);
             let mut tier = tier_of(verdict.label);
             let mut reason = format!("the classifier: {}", verdict_summary(verdict));
-            let likeliest = classifier::LABELS
-                .into_iter()
-                .max_by(|a, b| verdict.probabilities[a.index()].total_cmp(&verdict.probabilities[b.index()]))
-                .unwrap_or(verdict.label);
+            let likeliest = verdict.likeliest();
             if likeliest != verdict.label {
                 // Least expected cost, not the likeliest label: say so, or it reads like a bug.
                 reason.push_str(&format!(

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use marshal_core::classifier::{verdict_of, Hashed, Label, BUCKETS, LABELS};
+use marshal_core::classifier::{is_severe, verdict_of, Hashed, Label, BUCKETS, LABELS};
 use marshal_core::prompt_text::PromptText;
 
 struct Example {
@@ -201,13 +201,6 @@ fn print_scores(name: &str, set: &[Example], weights: &[u8], scale: f32, bias: &
         let row = confusion[label.index()];
         println!("  {:>12} {:>5} {:>4} {:>4} {:>6}", label.as_str(), row[0], row[1], row[2], row[3]);
     }
-}
-
-fn is_severe(truth: Label, chosen: Label) -> bool {
-    matches!(
-        (truth, chosen),
-        (Label::Weak, Label::Strong) | (Label::Strong, Label::Weak) | (Label::None, Label::Strong)
-    )
 }
 
 /// Writes `router-model.bin` and `router_model.rs` beside each other in `dir`.

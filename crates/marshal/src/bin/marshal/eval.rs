@@ -149,14 +149,7 @@ fn load(file: &Path) -> Result<Vec<Case>> {
 /// The routed label and the confidence stated for it.
 fn decide(prompt: &str, inputs: &RouteInputs) -> (Label, f64) {
     match routing::route(prompt, inputs) {
-        Decision::Route(rec) => {
-            let label = match rec.tier {
-                marshal_core::agents::Tier::Weak => Label::Weak,
-                marshal_core::agents::Tier::Base => Label::Base,
-                marshal_core::agents::Tier::Strong => Label::Strong,
-            };
-            (label, rec.confidence)
-        }
+        Decision::Route(rec) => (Label::from(rec.tier), rec.confidence),
         // The classifier's own abstention states its probability; the others are certain.
         Decision::Abstain(AbstainReason::NotARequest) => {
             let text = PromptText::new(prompt);
@@ -167,13 +160,6 @@ fn decide(prompt: &str, inputs: &RouteInputs) -> (Label, f64) {
         }
         Decision::Abstain(_) => (Label::None, 1.0),
     }
-}
-
-pub fn is_severe(labelled: Label, routed: Label) -> bool {
-    matches!(
-        (labelled, routed),
-        (Label::Weak, Label::Strong) | (Label::Strong, Label::Weak) | (Label::None, Label::Strong)
-    )
 }
 
 fn evaluate(file: &Path, cases: &[Case], inputs: &RouteInputs) -> Split {
@@ -208,7 +194,7 @@ fn evaluate(file: &Path, cases: &[Case], inputs: &RouteInputs) -> Split {
     for ((case, &(routed, _)), &truth) in cases.iter().zip(&decided).zip(&labelled) {
         let right = routed == truth;
         split.correct += usize::from(right);
-        split.severe += usize::from(is_severe(truth, routed));
+        split.severe += usize::from(classifier::is_severe(truth, routed));
         *split.confusion.entry(truth.as_str()).or_default().entry(routed.as_str()).or_default() += 1;
         let tally = split.categories.entry(case.category.clone()).or_default();
         tally.prompts += 1;
