@@ -4,10 +4,15 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
 
+use crate::support::process::Ran;
 use crate::support::{of_kind, read_jsonl};
+
+/// Far above any hook's run time: only a hang reaches it.
+const LIMIT: Duration = Duration::from_secs(30);
 
 const HOOKS: [&str; 3] = ["marshal-prompt", "marshal-pretool", "marshal-stop"];
 
@@ -23,7 +28,7 @@ impl State {
         State { _tmp: tmp, dir }
     }
 
-    fn hook(&self, bin: &str, stdin: impl Into<Vec<u8>>) -> assert_cmd::assert::Assert {
+    fn hook(&self, bin: &str, stdin: impl Into<Vec<u8>>) -> Ran {
         hook_in(&self.dir, bin, stdin, &[])
     }
 
@@ -40,23 +45,14 @@ impl State {
     }
 }
 
-fn hook_in(
-    dir: &Path,
-    bin: &str,
-    stdin: impl Into<Vec<u8>>,
-    env: &[(&str, &str)],
-) -> assert_cmd::assert::Assert {
+fn hook_in(dir: &Path, bin: &str, stdin: impl Into<Vec<u8>>, env: &[(&str, &str)]) -> Ran {
     let mut command = Command::new(crate::support::built_binaries_dir().join(bin));
-    command
-        .env_clear()
-        .env("MARSHAL_STATE_DIR", dir)
-        .env("HOME", dir.join("home"))
-        .write_stdin(stdin.into())
-        .timeout(std::time::Duration::from_secs(30));
+    command.env_clear().env("MARSHAL_STATE_DIR", dir).env("HOME", dir.join("home"));
     for (key, value) in env {
         command.env(key, value);
     }
-    command.assert()
+    let stdin: Vec<u8> = stdin.into();
+    Ran::of(&mut command, Some(&stdin), LIMIT)
 }
 
 fn prompt_event(prompt_id: &str, prompt: &str) -> String {
@@ -79,12 +75,12 @@ fn stop_event(prompt_id: &str) -> String {
 }
 
 /// The additionalContext a prompt hook printed.
-fn directive_of(assert: &assert_cmd::assert::Assert) -> String {
+fn directive_of(assert: &Ran) -> String {
     stdout_json(assert)["hookSpecificOutput"]["additionalContext"].as_str().unwrap_or_default().to_string()
 }
 
-fn stdout_json(assert: &assert_cmd::assert::Assert) -> Value {
-    let stdout = &assert.get_output().stdout;
+fn stdout_json(assert: &Ran) -> Value {
+    let stdout = &assert.0.stdout;
     serde_json::from_slice(stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(stdout)))
 }
@@ -126,7 +122,7 @@ fn a_full_turn_through_the_three_hooks_is_followed_deviated_or_ignored() {
         state.hook("marshal-prompt", prompt_event(prompt_id, "fix the typo in the README")).success();
         if let Some(agent) = called {
             let assert = state.hook("marshal-pretool", agent_event(prompt_id, agent)).success();
-            let stdout = &assert.get_output().stdout;
+            let stdout = &assert.0.stdout;
             if agent.starts_with("marshal:") {
                 assert!(stdout.is_empty(), "the routed agent passes silently");
             } else {
@@ -235,7 +231,7 @@ fn an_unwritable_state_dir_still_routes_and_never_fails_the_hook() {
     let assert = hook_in(&dir, "marshal-prompt", prompt_event("p1", "rename foo"), &[]).success();
     assert!(directive_of(&assert).contains("marshal:haiku-general"));
     // With no state dir to log into, the one line goes to stderr (Claude Code ignores it).
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    let stderr = assert.stderr_text();
     assert!(
         stderr.contains("marshal-prompt: turn not recorded: could not create state directory"),
         "{stderr}"
@@ -247,14 +243,11 @@ fn an_unwritable_state_dir_still_routes_and_never_fails_the_hook() {
 
 #[test]
 fn with_no_state_dir_at_all_the_prompt_hook_still_routes() {
-    let assert = Command::new(crate::support::built_binaries_dir().join("marshal-prompt"))
-        .env_clear()
-        .write_stdin(prompt_event("p1", "rename foo"))
-        .timeout(std::time::Duration::from_secs(30))
-        .assert()
-        .success();
+    let mut command = Command::new(crate::support::built_binaries_dir().join("marshal-prompt"));
+    command.env_clear();
+    let assert = Ran::of(&mut command, Some(prompt_event("p1", "rename foo").as_bytes()), LIMIT).success();
     assert!(directive_of(&assert).contains("marshal:haiku-general"));
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    let stderr = assert.stderr_text();
     assert!(stderr.contains("no state directory"), "{stderr}");
 }
 
@@ -309,19 +302,16 @@ fn marshal_route_prints_the_decision_and_stable_json() {
         command.env_clear().env("HOME", home.path()).current_dir(home.path());
         command
     };
-    let out = marshal().args(["route", "rename foo to bar"]).assert().success();
-    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let run = |args: &[&str], input: Option<&[u8]>| Ran::of(marshal().args(args), input, LIMIT);
+    let text = run(&["route", "rename foo to bar"], None).success().stdout_text();
     assert!(text.contains("agent:      haiku-general (subagent_type \"marshal:haiku-general\")"), "{text}");
     assert!(text.contains("because:    task chore: rename (builtin.chore)"), "{text}");
 
-    let out = marshal().args(["route", "--json", "-"]).write_stdin("thanks!").assert().success();
+    let out = run(&["route", "--json", "-"], Some(b"thanks!")).success();
     let json = stdout_json(&out);
     assert_eq!((json["agent"].clone(), json["tier"].clone()), (Value::Null, json!("none")));
 
-    let out = marshal()
-        .args(["route", "--json", "design the architecture for multi-region failover"])
-        .assert()
-        .success();
+    let out = run(&["route", "--json", "design the architecture for multi-region failover"], None).success();
     let json = stdout_json(&out);
     for field in
         ["agent", "subagent_type", "tier", "model", "confidence", "task", "score", "reasons", "directive"]
@@ -333,6 +323,6 @@ fn marshal_route_prints_the_decision_and_stable_json() {
         (Some("strong"), Some(true))
     );
 
-    marshal().arg("--help").assert().success();
-    marshal().arg("bogus").assert().failure().code(2);
+    run(&["--help"], None).success();
+    run(&["bogus"], None).code(2);
 }

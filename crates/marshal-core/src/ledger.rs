@@ -126,13 +126,30 @@ pub enum RecordBody {
     SubagentStop { agent_id: String, agent_type: Option<String> },
 }
 
-/// What enforcement did during one turn.
+/// What enforcement did during one turn. The one shape of an `outcome` record's
+/// `enforcement`: the report reads it through this type too (and sums it in
+/// [`crate::report::EnforcementTotals`]). Counts are `u64` so that a merged or hand-edited ledger
+/// with absurd numbers still parses; the report's sums saturate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enforcement {
-    pub warned: u32,
-    pub denied: u32,
-    pub rewritten: u32,
+    #[serde(default)]
+    pub warned: u64,
+    #[serde(default)]
+    pub denied: u64,
+    #[serde(default)]
+    pub rewritten: u64,
+    /// Stopped once and asked to delegate. Older tools summed this as a count: any number
+    /// above zero reads as true.
+    #[serde(default, deserialize_with = "flag_or_count")]
     pub nudged: bool,
+}
+
+fn flag_or_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Bool(b) => b,
+        serde_json::Value::Number(n) => n.as_u64().is_some_and(|n| n > 0),
+        _ => false,
+    })
 }
 
 fn is_zero(n: &u32) -> bool {

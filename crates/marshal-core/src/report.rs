@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::compliance::Outcome;
-use crate::ledger::RECORD_VERSION;
+use crate::ledger::{Enforcement, RECORD_VERSION};
 
 /// Counts of outcomes for one slice of the turns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -79,35 +79,35 @@ pub struct OutcomeRow<'a> {
     #[serde(default)]
     pub unenforced: Option<Outcome>,
     #[serde(default)]
-    pub enforcement: Actions,
+    pub enforcement: Enforcement,
 }
 
-/// What enforcement did, summed over turns.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Actions {
+/// What enforcement did, summed over turns: a turn's `nudged` flag becomes a count here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EnforcementTotals {
     pub warned: u64,
     pub denied: u64,
     pub rewritten: u64,
-    /// Turns stopped once and asked to delegate (a boolean per record, a count here).
-    #[serde(deserialize_with = "bool_or_count")]
+    /// Turns stopped once and asked to delegate.
     pub nudged: u64,
 }
 
-fn bool_or_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    Ok(match serde_json::Value::deserialize(deserializer)? {
-        serde_json::Value::Bool(b) => u64::from(b),
-        serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
-        _ => 0,
-    })
-}
-
-impl Actions {
+impl EnforcementTotals {
     pub fn total(&self) -> u64 {
         self.warned.saturating_add(self.denied).saturating_add(self.rewritten).saturating_add(self.nudged)
     }
 
     /// Sums saturate: the counts come from a ledger, which may hold any number.
-    fn merge(&mut self, other: &Actions) {
+    fn add(&mut self, turn: &Enforcement) {
+        self.merge(&EnforcementTotals {
+            warned: turn.warned,
+            denied: turn.denied,
+            rewritten: turn.rewritten,
+            nudged: u64::from(turn.nudged),
+        });
+    }
+
+    fn merge(&mut self, other: &EnforcementTotals) {
         self.warned = self.warned.saturating_add(other.warned);
         self.denied = self.denied.saturating_add(other.denied);
         self.rewritten = self.rewritten.saturating_add(other.rewritten);
@@ -179,7 +179,7 @@ pub struct Report {
     pub overall: Tally,
     /// The same turns as they would have ended without enforcement.
     pub before_enforcement: Tally,
-    pub enforcement: Actions,
+    pub enforcement: EnforcementTotals,
     pub by_mode: BTreeMap<String, Tally>,
     pub by_recommended: BTreeMap<String, Tally>,
     pub by_actual: BTreeMap<String, Tally>,
@@ -245,7 +245,7 @@ impl Report {
         let actual = row.actual.as_deref().map_or(Cow::Borrowed(NO_AGENT), displayable);
         self.overall.add(outcome);
         self.before_enforcement.add(row.unenforced.unwrap_or(outcome));
-        self.enforcement.merge(&row.enforcement);
+        self.enforcement.add(&row.enforcement);
         bump(&mut self.by_mode, &displayable(&row.mode), outcome);
         bump(&mut self.by_recommended, &recommended, outcome);
         bump(&mut self.by_actual, &actual, outcome);
@@ -656,7 +656,7 @@ mod tests {
             report.before_enforcement,
             Tally { followed: 1, deviated: 2, ignored: 1, ..Default::default() }
         );
-        assert_eq!(report.enforcement, Actions { warned: 1, denied: 1, rewritten: 0, nudged: 1 });
+        assert_eq!(report.enforcement, EnforcementTotals { warned: 1, denied: 1, rewritten: 0, nudged: 1 });
     }
 
     #[test]

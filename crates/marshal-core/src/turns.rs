@@ -536,7 +536,7 @@ fn outcome_record(key: &TurnKey, turn: &OpenTurn, closed_by: ClosedBy, now: &str
         })
         .collect();
     let (verdict, unenforced) = compliance::judge(&turn.agent, &calls, own_stop, turn.nudged);
-    let count = |action: Action| turn.calls.iter().filter(|c| c.action == action).count() as u32;
+    let count = |action: Action| turn.calls.iter().filter(|c| c.action == action).count() as u64;
     let body = RecordBody::Outcome {
         mode: turn.mode,
         project: turn.project.clone(),

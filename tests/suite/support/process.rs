@@ -63,3 +63,54 @@ pub fn run_with_input(command: &mut Command, input: Option<&[u8]>, limit: Durati
         stderr: err_reader.join().unwrap_or_default(),
     }
 }
+
+/// What a finished child did, with chainable checks that panic with its output.
+pub struct Ran(pub Output);
+
+impl Ran {
+    /// Runs `command` with `input` on stdin (`None`: none) under `limit`.
+    pub fn of(command: &mut Command, input: Option<&[u8]>, limit: Duration) -> Ran {
+        Ran(run_with_input(command, input, limit))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "status {:?}\nstdout: {}\nstderr: {}",
+            self.0.status.code(),
+            String::from_utf8_lossy(&self.0.stdout),
+            String::from_utf8_lossy(&self.0.stderr)
+        )
+    }
+
+    #[track_caller]
+    pub fn success(self) -> Ran {
+        assert!(self.0.status.success(), "expected success, got {}", self.describe());
+        self
+    }
+
+    #[track_caller]
+    pub fn code(self, code: i32) -> Ran {
+        assert_eq!(self.0.status.code(), Some(code), "{}", self.describe());
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout(self, expected: &str) -> Ran {
+        assert_eq!(String::from_utf8_lossy(&self.0.stdout), expected, "{}", self.describe());
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr(self, expected: &str) -> Ran {
+        assert_eq!(String::from_utf8_lossy(&self.0.stderr), expected, "{}", self.describe());
+        self
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+}
