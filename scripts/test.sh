@@ -22,6 +22,11 @@ MARSHAL_TEST_CLAUDE_BIN="$(scripts/ensure-claude-code.sh)"
 export MARSHAL_TEST_CLAUDE_BIN
 "$MARSHAL_TEST_CLAUDE_BIN" --version
 
+step "pinned ccusage (marshal usage's token totals must equal its)"
+MARSHAL_TEST_CCUSAGE_BIN="$(scripts/ensure-ccusage.sh)"
+export MARSHAL_TEST_CCUSAGE_BIN
+"$MARSHAL_TEST_CCUSAGE_BIN" --version
+
 step "tools the fault tests use"
 if ! command -v faketime >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

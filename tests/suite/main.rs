@@ -12,3 +12,4 @@ mod host_safety;
 mod orchestration;
 mod reliability;
 mod support;
+mod usage;

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::agents::Tier;
 use crate::enforcement::Level;
 use crate::mode::{Mode, ModeRules};
+use crate::pricing::{Price, PriceBook};
 use crate::prompt_text::Pattern;
 use crate::{builtin, fsutil};
 
@@ -105,6 +106,8 @@ pub struct Config {
     /// Which mode each kind of session gets.
     pub modes: ModeRules,
     pub orchestration: Orchestration,
+    /// Price overrides for `marshal usage` (the compiled-in table covers Anthropic's models).
+    pub prices: PriceBook,
 }
 
 /// How orchestration runs its `claude -p` children.
@@ -185,6 +188,7 @@ const KNOWN_KEYS: &[&str] = &[
     "orchestrate",
     "store_prompts",
     "retention_days",
+    "prices",
 ];
 
 impl Default for Config {
@@ -206,6 +210,7 @@ impl Default for Config {
             nudge: None,
             modes: ModeRules::default(),
             orchestration: Orchestration::default(),
+            prices: PriceBook::default(),
             store_prompts: false,
             retention_days: 14,
         }
@@ -233,9 +238,10 @@ impl ConfigEnv {
 }
 
 /// Keys a project's `.claude/marshal.json` may not set: they touch privacy (`store_prompts`,
-/// `retention_days`), spending or process spawning (`modes`, `orchestrate`). A cloned repository
-/// is untrusted input; these are honoured only from the user's own files and the environment.
-pub const USER_ONLY_KEYS: &[&str] = &["modes", "orchestrate", "store_prompts", "retention_days"];
+/// `retention_days`), spending or process spawning (`modes`, `orchestrate`), or what the user is
+/// told things cost (`prices`). A cloned repository is untrusted input; these are honoured only
+/// from the user's own files and the environment.
+pub const USER_ONLY_KEYS: &[&str] = &["modes", "orchestrate", "store_prompts", "retention_days", "prices"];
 
 /// Who wrote a layer, which decides what it may set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,6 +444,7 @@ fn apply_key(
                 .ok_or_else(|| err(source, key, "a whole number of days from 1 to 3650"))?
                 as u32
         }
+        "prices" => config.prices = with_prices(&config.prices, value, source)?,
         "orchestrate" => {
             let mut orchestration = config.orchestration;
             apply_orchestration(&mut orchestration, value, source)?;
@@ -554,6 +561,49 @@ fn apply_orchestration(settings: &mut Orchestration, value: &Value, source: &str
         }
     }
     Ok(())
+}
+
+/// `"prices": {"claude-opus-4-5": {"input": 5, "output": 25, "cache_write_5m": 6.25,
+/// "cache_write_1h": 10, "cache_read": 0.5}}`: US dollars per million tokens, by model id or id
+/// prefix. Cache prices left out follow from `input` (1.25x, 2x, 0.1x).
+fn with_prices(book: &PriceBook, value: &Value, source: &str) -> Result<PriceBook, ConfigError> {
+    let map = value.as_object().ok_or_else(|| err(source, "prices", "an object of model id to prices"))?;
+    let mut book = book.clone();
+    for (model, v) in map {
+        let key = format!("prices.{model}");
+        let fields = v.as_object().ok_or_else(|| err(source, &key, "an object with input and output"))?;
+        let amount = |name: &str| -> Result<Option<f64>, ConfigError> {
+            fields
+                .get(name)
+                .map(|v| {
+                    v.as_f64().filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| {
+                        err(source, &format!("{key}.{name}"), "US dollars per million tokens (0 or more)")
+                    })
+                })
+                .transpose()
+        };
+        if let Some(unknown) = fields.keys().find(|k| {
+            !["input", "output", "cache_write_5m", "cache_write_1h", "cache_read"].contains(&k.as_str())
+        }) {
+            return Err(err(
+                source,
+                &format!("{key}.{unknown}"),
+                "input, output, cache_write_5m, cache_write_1h or cache_read",
+            ));
+        }
+        let (Some(input), Some(output)) = (amount("input")?, amount("output")?) else {
+            return Err(err(source, &key, "both input and output (US dollars per million tokens)"));
+        };
+        let price = Price {
+            input,
+            output,
+            cache_write_5m: amount("cache_write_5m")?.unwrap_or(input * 1.25),
+            cache_write_1h: amount("cache_write_1h")?.unwrap_or(input * 2.0),
+            cache_read: amount("cache_read")?.unwrap_or(input / 10.0),
+        };
+        book.overrides.insert(model.trim().to_string(), price);
+    }
+    Ok(book)
 }
 
 fn apply_thresholds(thresholds: &mut Thresholds, value: &Value, source: &str) -> Result<(), ConfigError> {
@@ -916,10 +966,12 @@ mod tests {
         write(
             &project.path().join(".claude/marshal.json"),
             r#"{"models":{"weak":"sonnet"},"store_prompts":true,"retention_days":3650,
-                "modes":{"attended":"orchestrate"},"orchestrate":{"max_attempts":10}}"#,
+                "modes":{"attended":"orchestrate"},"orchestrate":{"max_attempts":10},
+                "prices":{"claude-haiku":{"input":100,"output":100}}}"#,
         );
         let (config, provenance) = load(&env_with(home.path(), Some(project.path()), &[]));
         assert_eq!(config.models.weak, "sonnet");
+        assert!(config.prices.overrides.is_empty(), "a cloned repository cannot change what things cost");
         let defaults = Config::default();
         assert_eq!(
             (config.store_prompts, config.retention_days, config.modes, config.orchestration),
@@ -938,6 +990,32 @@ mod tests {
         let (config, _) = load(&env_with(home.path(), Some(project.path()), &[]));
         assert!(config.store_prompts);
         assert_eq!(config.modes.unattended, Mode::Orchestrate);
+    }
+
+    #[test]
+    fn prices_override_by_model_with_cache_prices_from_input() {
+        let home = tempfile::tempdir().unwrap();
+        write(
+            &home.path().join(".claude/marshal.json"),
+            r#"{"prices":{"claude-opus-4-5":{"input":4,"output":20,"cache_read":0.3},
+                          "bad":{"input":-1,"output":2}}}"#,
+        );
+        let (config, provenance) = load(&env_with(home.path(), None, &[]));
+        let keys: Vec<&str> = provenance.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["prices.bad.input"]);
+        // The bad entry drops the whole key, as any bad value does: nothing half-applied.
+        assert!(config.prices.overrides.is_empty());
+        write(
+            &home.path().join(".claude/marshal.json"),
+            r#"{"prices":{"claude-opus-4-5":{"input":4,"output":20,"cache_read":0.3}}}"#,
+        );
+        let (config, provenance) = load(&env_with(home.path(), None, &[]));
+        assert!(provenance.errors.is_empty(), "{:?}", provenance.errors);
+        let price = config.prices.price("claude-opus-4-5-20251101").unwrap();
+        assert_eq!(
+            (price.input, price.output, price.cache_write_5m, price.cache_write_1h, price.cache_read),
+            (4.0, 20.0, 5.0, 8.0, 0.3)
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ const OTHER_VARIABLES: &[&str] = &[
     // Read by scripts/ and the test suite, not by the binaries.
     "MARSHAL_CACHE_DIR",
     "MARSHAL_TEST_CLAUDE_BIN",
+    "MARSHAL_TEST_CCUSAGE_BIN",
     "MARSHAL_STRESS_TURNS",
 ];
 
@@ -108,6 +109,14 @@ pub fn claude_plugin_root() -> Option<PathBuf> {
 /// `CLAUDE_PROJECT_DIR`: set by Claude Code for hooks, the session's project.
 pub fn claude_project_dir() -> Option<PathBuf> {
     os_value("CLAUDE_PROJECT_DIR").map(PathBuf::from)
+}
+
+/// `CLAUDE_CONFIG_DIR`: where Claude Code keeps its settings and transcripts instead of
+/// `~/.claude`. Several folders may be given, separated by commas (as ccusage reads it).
+pub fn claude_config_dirs() -> Vec<PathBuf> {
+    text("CLAUDE_CONFIG_DIR")
+        .map(|value| value.split(',').map(str::trim).filter(|d| !d.is_empty()).map(PathBuf::from).collect())
+        .unwrap_or_default()
 }
 
 /// `HOME`, when set and not empty.

@@ -121,6 +121,9 @@ pub enum RecordBody {
         spawned_after_us: u64,
         /// The child's output file (its errors are beside it, `.err`).
         output: String,
+        /// The child's own Claude Code session, whose transcript holds its token usage.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        child_session: Option<String>,
     },
     /// A subagent finished.
     SubagentStop { agent_id: String, agent_type: Option<String> },

@@ -22,6 +22,7 @@ pub mod log;
 pub mod mode;
 pub mod orchestrate;
 pub mod paths;
+pub mod pricing;
 pub mod prompt_text;
 pub mod report;
 pub mod routing;
@@ -29,6 +30,7 @@ pub mod session;
 pub mod spawn;
 pub mod store;
 pub mod turns;
+pub mod usage;
 pub mod wire;
 
 /// The plugin's name, as Claude Code knows it: plugin agents are addressed as `marshal:<agent>`.

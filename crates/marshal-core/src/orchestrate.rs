@@ -117,6 +117,8 @@ pub struct Attempt {
     /// The child's answer, when it gave one.
     #[serde(skip)]
     pub result: Option<String>,
+    /// The child's Claude Code session id, from its JSON result.
+    pub child_session: Option<String>,
 }
 
 /// A whole orchestration.
@@ -287,6 +289,7 @@ fn run_attempt(job: &Job, target: &Target, number: u32, timeout: Duration) -> At
         stdout,
         stderr,
         result: None,
+        child_session: None,
     };
     let Ok(finished) = spawned else { return attempt };
     attempt.duration_ms = finished.duration.as_millis() as u64;
@@ -317,6 +320,7 @@ fn run_attempt(job: &Job, target: &Target, number: u32, timeout: Duration) -> At
         _ => AttemptStatus::Failed,
     };
     attempt.result = report.result;
+    attempt.child_session = report.session_id;
     attempt
 }
 
@@ -326,6 +330,7 @@ struct ChildReport {
     is_error: bool,
     result: Option<String>,
     api_error_status: Option<u64>,
+    session_id: Option<String>,
 }
 
 fn read_child_report(path: &Path) -> ChildReport {
@@ -344,6 +349,12 @@ fn read_child_report(path: &Path) -> ChildReport {
         is_error: value.get("is_error").and_then(serde_json::Value::as_bool).unwrap_or(false),
         result: value.get("result").and_then(serde_json::Value::as_str).map(str::to_string),
         api_error_status: value.get("api_error_status").and_then(serde_json::Value::as_u64),
+        // An id is short; anything else is not one (the ledger must stay small).
+        session_id: value
+            .get("session_id")
+            .and_then(serde_json::Value::as_str)
+            .filter(|id| !id.is_empty() && id.len() <= 128)
+            .map(str::to_string),
     }
 }
 

@@ -376,6 +376,7 @@ pub fn record_orchestration(
             duration_ms: attempt.duration_ms,
             spawned_after_us: attempt.spawned_after_us,
             output: attempt.stdout.display().to_string(),
+            child_session: attempt.child_session.clone(),
         };
         records.push(record(key, now, body));
     }

@@ -131,7 +131,7 @@ pub fn parse_hook_input(bytes: &[u8]) -> serde_json::Result<HookInput> {
 
 /// Rewrites `\uD800`-`\uDFFF` escapes that are not part of a valid pair into `\uFFFD`.
 /// Returns `None` when there was nothing to replace.
-fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut changed = false;
     let mut i = 0;

@@ -379,10 +379,10 @@ fn handle_messages(shared: &Shared, http: &HttpRequest) -> HttpResponse {
     shared.record(request.clone());
     match shared.run_script(&request) {
         Reply::Error { status, message } => error_response(status, "api_error", &message),
-        Reply::Text(text) => answer(shared, &request, Turn::Text(text)),
+        Reply::Text(text) => answer(&request, Turn::Text(text)),
         Reply::ToolUse { name, input } => {
             let id = format!("toolu_fake_{}", shared.fresh_id());
-            answer(shared, &request, Turn::ToolUse { id, name, input })
+            answer(&request, Turn::ToolUse { id, name, input })
         }
     }
 }
@@ -443,14 +443,20 @@ impl Turn {
     }
 }
 
-fn answer(shared: &Shared, request: &ApiRequest, turn: Turn) -> HttpResponse {
-    let message_id = format!("msg_{}", shared.fresh_id());
-    if request.wants_stream() {
+fn answer(request: &ApiRequest, turn: Turn) -> HttpResponse {
+    // Unique across every server of the test run, as the real API's ids are unique: a usage
+    // report joins transcripts of several sessions and must not see two responses as one.
+    static NEXT_MESSAGE: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT_MESSAGE.fetch_add(1, Ordering::SeqCst);
+    let message_id = format!("msg_{n}");
+    let mut response = if request.wants_stream() {
         let body = sse_body(&message_id, request.model(), &turn);
-        HttpResponse { status: 200, content_type: Some("text/event-stream"), body }
+        HttpResponse { status: 200, content_type: Some("text/event-stream"), request_id: None, body }
     } else {
         HttpResponse::json(200, &plain_message(&message_id, request.model(), &turn))
-    }
+    };
+    response.request_id = Some(format!("req_fake_{n}"));
+    response
 }
 
 fn plain_message(message_id: &str, model: &str, turn: &Turn) -> Value {
@@ -462,8 +468,45 @@ fn plain_message(message_id: &str, model: &str, turn: &Turn) -> Value {
         "content": [turn.full_block()],
         "stop_reason": turn.stop_reason(),
         "stop_sequence": null,
-        "usage": { "input_tokens": 10, "output_tokens": 5 },
+        "usage": usage_for(model).json(usage_for(model).output),
     })
+}
+
+/// The usage the server reports for one response: different per model family, so that a usage
+/// report can be checked per model, to the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    pub cache_read: u64,
+}
+
+impl Usage {
+    /// The `usage` object of a response, with `output` tokens so far.
+    fn json(&self, output: u64) -> Value {
+        json!({
+            "input_tokens": self.input,
+            "output_tokens": output,
+            "cache_creation_input_tokens": self.cache_write_5m + self.cache_write_1h,
+            "cache_read_input_tokens": self.cache_read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": self.cache_write_5m,
+                "ephemeral_1h_input_tokens": self.cache_write_1h,
+            },
+        })
+    }
+}
+
+pub fn usage_for(model: &str) -> Usage {
+    if model.contains("haiku") {
+        Usage { input: 11, output: 7, cache_write_5m: 3, cache_write_1h: 2, cache_read: 13 }
+    } else if model.contains("sonnet") {
+        Usage { input: 53, output: 19, cache_write_5m: 0, cache_write_1h: 5, cache_read: 97 }
+    } else {
+        Usage { input: 101, output: 29, cache_write_5m: 17, cache_write_1h: 0, cache_read: 211 }
+    }
 }
 
 /// The whole event stream, built up front so it can carry a Content-Length.
@@ -479,7 +522,7 @@ fn sse_body(message_id: &str, model: &str, turn: &Turn) -> Vec<u8> {
                 "content": [],
                 "stop_reason": null,
                 "stop_sequence": null,
-                "usage": { "input_tokens": 10, "output_tokens": 1 },
+                "usage": usage_for(model).json(1),
             },
         }),
         json!({ "type": "content_block_start", "index": 0, "content_block": turn.start_block() }),
@@ -488,7 +531,7 @@ fn sse_body(message_id: &str, model: &str, turn: &Turn) -> Vec<u8> {
         json!({
             "type": "message_delta",
             "delta": { "stop_reason": turn.stop_reason(), "stop_sequence": null },
-            "usage": { "output_tokens": 5 },
+            "usage": { "output_tokens": usage_for(model).output },
         }),
         json!({ "type": "message_stop" }),
     ];
@@ -535,16 +578,24 @@ impl HttpRequest {
 struct HttpResponse {
     status: u16,
     content_type: Option<&'static str>,
+    /// The `request-id` header the real API sends with each response (Claude Code records it
+    /// in the transcript as `requestId`).
+    request_id: Option<String>,
     body: Vec<u8>,
 }
 
 impl HttpResponse {
     fn json(status: u16, body: &Value) -> HttpResponse {
-        HttpResponse { status, content_type: Some("application/json"), body: body.to_string().into_bytes() }
+        HttpResponse {
+            status,
+            content_type: Some("application/json"),
+            request_id: None,
+            body: body.to_string().into_bytes(),
+        }
     }
 
     fn empty(status: u16) -> HttpResponse {
-        HttpResponse { status, content_type: None, body: Vec::new() }
+        HttpResponse { status, content_type: None, request_id: None, body: Vec::new() }
     }
 }
 
@@ -695,6 +746,9 @@ fn write_response(
     let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason_phrase(response.status));
     if let Some(content_type) = response.content_type {
         head.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    if let Some(request_id) = &response.request_id {
+        head.push_str(&format!("request-id: {request_id}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
     head.push_str(if keep_alive { "Connection: keep-alive\r\n" } else { "Connection: close\r\n" });

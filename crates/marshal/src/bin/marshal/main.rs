@@ -6,6 +6,7 @@ mod eval;
 mod render;
 mod report;
 mod route;
+mod usage;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Show the compliance report: how often the model followed the routing.
     Report(report::ReportArgs),
+    /// Show tokens, cost and what routing saved, from Claude Code's transcripts.
+    Usage(usage::UsageArgs),
     /// Print where marshal keeps its ledger, session journals and log.
     Paths,
     /// Check the installation and say how to fix what is wrong (exit status 1 if anything is).
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Route(args) => route::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Report(args) => report::run(args),
+        Command::Usage(args) => usage::run(args),
         Command::Paths => print_paths(),
         Command::Doctor(args) => match doctor::run(args) {
             Ok(true) => Ok(()),

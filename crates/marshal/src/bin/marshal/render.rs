@@ -80,7 +80,7 @@ impl Painter {
 
 /// Aligns columns; the first column is left-aligned, the rest right-aligned. Widths ignore
 /// colour escape codes.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let visible = |s: &str| strip_ansi(s).chars().count();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {

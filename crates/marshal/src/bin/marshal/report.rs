@@ -143,14 +143,14 @@ fn use_color(choice: ColorChoice) -> bool {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum When {
+pub(crate) enum When {
     Since,
     Until,
 }
 
 /// Parses a --since/--until value. A plain date is the start of that day for --since and the
 /// end of it (the next midnight, exclusive) for --until.
-fn parse_when(text: &str, now: DateTime<Utc>, which: When) -> Result<DateTime<Utc>> {
+pub(crate) fn parse_when(text: &str, now: DateTime<Utc>, which: When) -> Result<DateTime<Utc>> {
     let text = text.trim();
     if let Some(ago) = parse_duration(text) {
         return Ok(now - ago);

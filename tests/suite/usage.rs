@@ -1,0 +1,190 @@
+//! `marshal usage` on real Claude Code transcripts: sessions run by the pinned CLI against the
+//! fake server, which reports different usage per model; totals are checked against what the
+//! server sent and against ccusage.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::claude::{claude_bin, scripted_api, MainModel, Sandbox};
+use crate::support::fake_api::{usage_for, FakeApi, Reply};
+use crate::support::process::run_with_limit;
+use crate::support::repo_root;
+
+const CHORE: &str = "rename the helper parse_cfg to parse_config in utils.py";
+
+/// input, output, cache writes, cache reads
+type Totals = [u64; 4];
+
+/// What the server sent, per model: one response per request.
+fn sent(apis: &[&FakeApi]) -> BTreeMap<String, Totals> {
+    let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
+    for api in apis {
+        for request in api.requests() {
+            let usage = usage_for(request.model());
+            let slot = totals.entry(request.model().to_string()).or_default();
+            slot[0] += usage.input;
+            slot[1] += usage.output;
+            slot[2] += usage.cache_write_5m + usage.cache_write_1h;
+            slot[3] += usage.cache_read;
+        }
+    }
+    totals
+}
+
+fn marshal_usage(sandbox: &Sandbox, extra: &[&str]) -> Value {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_marshal"));
+    command
+        .env_clear()
+        .env("HOME", &sandbox.home)
+        .env("TZ", "UTC")
+        .env("MARSHAL_STATE_DIR", sandbox.state_dir())
+        .args(["usage", "--json"])
+        .args(extra);
+    let out = run_with_limit(&mut command, Duration::from_secs(60));
+    assert!(out.status.success(), "marshal usage failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+fn by_model(json: &Value) -> BTreeMap<String, Totals> {
+    json["by_model"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(model, b)| {
+            let n = |k: &str| b[k].as_u64().unwrap();
+            (
+                model.clone(),
+                [
+                    n("input_tokens"),
+                    n("output_tokens"),
+                    n("cache_creation_input_tokens"),
+                    n("cache_read_input_tokens"),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// The pinned ccusage: `MARSHAL_TEST_CCUSAGE_BIN`, else installed once by scripts/ensure-ccusage.sh.
+fn ccusage_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("MARSHAL_TEST_CCUSAGE_BIN").filter(|b| !b.is_empty()) {
+            return PathBuf::from(bin);
+        }
+        let script = repo_root().join("scripts/ensure-ccusage.sh");
+        let out = run_with_limit(&mut Command::new(&script), Duration::from_secs(600));
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// `ccusage daily --json --offline` over `claude_dir`, per model, summed over days.
+fn ccusage_by_model(claude_dir: &Path) -> BTreeMap<String, Totals> {
+    let mut command = Command::new(ccusage_bin());
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", claude_dir)
+        .env("TZ", "UTC")
+        .env("CLAUDE_CONFIG_DIR", claude_dir)
+        .args(["daily", "--json", "--offline"]);
+    let out = run_with_limit(&mut command, Duration::from_secs(120));
+    assert!(out.status.success(), "ccusage failed: {}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("ccusage JSON");
+    let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
+    for day in json["daily"].as_array().unwrap() {
+        for model in day["modelBreakdowns"].as_array().unwrap() {
+            let n = |k: &str| model[k].as_u64().unwrap();
+            let slot = totals.entry(model["modelName"].as_str().unwrap().to_string()).or_default();
+            for (i, key) in
+                ["inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens"].iter().enumerate()
+            {
+                slot[i] += n(key);
+            }
+        }
+    }
+    totals
+}
+
+#[test]
+fn token_totals_per_model_equal_what_the_server_sent_and_what_ccusage_counts() {
+    let sandbox = Sandbox::installed();
+    // A followed turn (the main model delegates to the haiku agent), an ignored one (it
+    // answers itself), and an orchestrated one (marshal runs the agent as a child session).
+    let followed = scripted_api(MainModel::CallsAgent("marshal:haiku-general".into()));
+    sandbox.claude_p(&followed, CHORE, &[]).result();
+    let ignored = scripted_api(MainModel::Answers);
+    sandbox.claude_p(&ignored, "fix the typo in the README heading", &[]).result();
+    let orchestrated = FakeApi::start(|_| Reply::text("child: done"));
+    let child_bin = claude_bin().display().to_string();
+    sandbox
+        .claude_p(
+            &orchestrated,
+            CHORE,
+            &[("MARSHAL_MODE", "orchestrate"), ("MARSHAL_CLAUDE_BIN", &child_bin)],
+        )
+        .result();
+
+    let expected = sent(&[&followed, &ignored, &orchestrated]);
+    assert!(expected.len() >= 2, "both models answered: {expected:?}");
+    let json = marshal_usage(&sandbox, &[]);
+    assert_eq!(by_model(&json), expected, "marshal usage vs the server");
+    assert_eq!(ccusage_by_model(&sandbox.home.join(".claude")), expected, "ccusage vs the server");
+
+    // Who did the work: the routed turns by outcome, the agents, the tiers.
+    let requests = |section: &str, key: &str| json[section][key]["requests"].as_u64().unwrap_or(0);
+    let opus_requests =
+        |api: &FakeApi| api.requests().iter().filter(|r| r.model().contains("opus")).count() as u64;
+    let haiku_requests =
+        |api: &FakeApi| api.requests().iter().filter(|r| r.model().contains("haiku")).count() as u64;
+    assert_eq!(requests("by_outcome", "followed"), opus_requests(&followed) + haiku_requests(&followed));
+    assert_eq!(requests("by_outcome", "ignored"), opus_requests(&ignored));
+    assert_eq!(requests("by_outcome", "orchestrated"), orchestrated.requests().len() as u64);
+    assert_eq!(
+        requests("by_agent", "haiku-general"),
+        haiku_requests(&followed) + orchestrated.requests().len() as u64
+    );
+    assert_eq!(requests("by_tier", "weak"), json["total"]["requests"].as_u64().unwrap(), "all three chores");
+
+    // Savings: the haiku work priced at the session's main model (opus 5.5: $5 in, $25 out,
+    // $6.25 5-minute and $10 1-hour cache writes, $0.50 reads per million) against haiku's
+    // ($1, $5, $1.25, $2, $0.10).
+    let savings = &json["savings"];
+    let haiku = usage_for("claude-haiku-5-5");
+    let at = |p: [f64; 5]| {
+        (haiku.input as f64 * p[0]
+            + haiku.output as f64 * p[1]
+            + haiku.cache_write_5m as f64 * p[2]
+            + haiku.cache_write_1h as f64 * p[3]
+            + haiku.cache_read as f64 * p[4])
+            / 1e6
+    };
+    let per_haiku_response = at([5.0, 25.0, 6.25, 10.0, 0.5]) - at([1.0, 5.0, 1.25, 2.0, 0.1]);
+    let haiku_responses = (haiku_requests(&followed) + orchestrated.requests().len() as u64) as f64;
+    let saved = savings["saved_usd"].as_f64().unwrap();
+    assert!((saved - per_haiku_response * haiku_responses).abs() < 2e-6, "{savings}");
+    assert_eq!(savings["by_outcome"]["ignored"]["saved_usd"].as_f64(), Some(0.0));
+    assert!(savings["baseline_model"].as_str().unwrap().contains("claude-opus-5-5"), "{savings}");
+
+    // A filter: one session only.
+    let session =
+        sandbox.ledger().iter().find(|r| r["kind"] == "outcome" && r["outcome"] == "ignored").unwrap()
+            ["session"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let one = marshal_usage(&sandbox, &["--session", &session]);
+    assert_eq!(one["total"]["requests"].as_u64(), Some(opus_requests(&ignored)));
+}
