@@ -73,4 +73,5 @@ scripts/check-html-report.sh
 step "benchmark smoke runs (numbers only; the README quotes full runs)"
 scripts/bench.sh --runs 50 --bin "$install_root/bin"
 scripts/bench-report.sh --records 200000 --runs 3
+scripts/bench-usage.sh --megabytes 64 --runs 3
 scripts/bench-orchestrate.sh --runs 30 --bin "$install_root/bin"

@@ -321,11 +321,16 @@ fn savings_text(report: &UsageReport) -> String {
         return out;
     }
     let fraction = s.saved_fraction.map(|f| format!(" ({:.1}%)", f * 100.0)).unwrap_or_default();
+    let baseline = if s.baseline_model.contains(", ") {
+        format!("each session's main model ({})", s.baseline_model)
+    } else {
+        s.baseline_model.clone()
+    };
     let _ = writeln!(
         out,
         "  Routed turns cost {}; the same tokens on {} would have cost {}: saved {}{}.",
         usd(s.actual_cost_usd),
-        s.baseline_model,
+        baseline,
         usd(s.baseline_cost_usd),
         usd(s.saved_usd),
         fraction
