@@ -40,14 +40,14 @@ ledger="$work/ledger.jsonl"
 size_mb=$(( $(stat -c %s "$ledger") / 1024 / 1024 ))
 
 # Same answer first: the followed count from both tools.
-ours="$("$marshal" report --ledger "$ledger" --json | jq '.followed')"
+ours="$("$marshal" report --no-usage --ledger "$ledger" --json | jq '.followed')"
 theirs="$(jq -r .outcome "$ledger" | sort | uniq -c | awk '$2 == "followed" {print $1}')"
 [ "$ours" = "$theirs" ] || { echo "bench-report: marshal counted $ours followed turns, jq $theirs" >&2; exit 1; }
 
 "$hyperfine" --style none --warmup 1 --runs "$runs" --export-json "$work/times.json" \
-  -n marshal "$marshal report --ledger $ledger --json > /dev/null" \
+  -n marshal "$marshal report --no-usage --ledger $ledger --json > /dev/null" \
   -n jq "jq -r .outcome $ledger | sort | uniq -c > /dev/null" >/dev/null
-peak_kb="$(/usr/bin/time -f %M "$marshal" report --ledger "$ledger" --json 2>&1 >/dev/null | tail -1)"
+peak_kb="$(/usr/bin/time -f %M "$marshal" report --no-usage --ledger "$ledger" --json 2>&1 >/dev/null | tail -1)"
 
 echo "report benchmark: $records records ($size_mb MB), $runs runs each after 1 warm-up, $(nproc) CPUs"
 python3 - "$work/times.json" "$peak_kb" <<'PY'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Renders `marshal report --html` in headless Chromium and checks the screenshot really shows
-# the compliance chart: the page loads with no network, and the chart's blue line and dots are
-# drawn. Installs Debian's chromium when it is missing (as root, with apt-get).
+# the compliance chart and the cost-per-day-by-tier chart: the page loads with no network, the
+# compliance chart's blue line and dots are drawn, and so are the cost chart's tier colours. Installs Debian's chromium when it is missing (as root, with apt-get).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,16 +22,20 @@ if [ -z "$chromium" ]; then
   [ -n "$chromium" ] || { echo "check-html-report: chromium not found; install it (Debian: apt-get install chromium)" >&2; exit 1; }
 fi
 
-(cd "$ROOT" && cargo build --release --locked --quiet -p marshal --bin marshal --example gen_ledger)
+(cd "$ROOT" && cargo build --release --locked --quiet -p marshal --bin marshal --example gen_ledger --example gen_transcripts)
 "$target_dir/release/examples/gen_ledger" --records 20000 "$out_dir/ledger.jsonl" 2>/dev/null
-"$target_dir/release/marshal" report --ledger "$out_dir/ledger.jsonl" --html "$out_dir/report.html" --color never > "$out_dir/report.txt"
+# Transcripts with the ledger their turns would have written, for the cost chart.
+rm -rf "$out_dir/claude"
+"$target_dir/release/examples/gen_transcripts" --megabytes 30 --ledger "$out_dir/transcripts-ledger.jsonl" "$out_dir/claude" 2>/dev/null
+TZ=UTC "$target_dir/release/marshal" report --ledger "$out_dir/ledger.jsonl" --ledger "$out_dir/transcripts-ledger.jsonl" \
+  --claude-dir "$out_dir/claude" --html "$out_dir/report.html" --color never > "$out_dir/report.txt"
 
 profile="$(mktemp -d)"
 trap 'rm -rf "$profile"' EXIT
 # Flags keep Chromium off the network entirely (this machine has none, and the page needs none).
 "$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
-  --user-data-dir="$profile" --hide-scrollbars --window-size=1000,900 \
+  --user-data-dir="$profile" --hide-scrollbars --window-size=1000,1400 \
   --screenshot="$out_dir/report.png" "file://$out_dir/report.html" >/dev/null 2>&1
 
 python3 - "$out_dir/report.png" <<'PY'
@@ -70,11 +74,16 @@ def pixels(path):
     return width, height, channels, rows
 
 width, height, channels, rows = pixels(sys.argv[1])
-blue = sum(1 for row in rows for i in range(0, len(row), channels)
-           if abs(row[i] - 0x25) < 40 and abs(row[i + 1] - 0x63) < 40 and abs(row[i + 2] - 0xEB) < 40)
-print(f"check-html-report: {width}x{height} screenshot, {blue} chart-blue pixels")
+def count(rgb):
+    return sum(1 for row in rows for i in range(0, len(row), channels)
+               if all(abs(row[i + k] - rgb[k]) < 24 for k in range(3)))
+blue, green, purple = count((0x25, 0x63, 0xEB)), count((0x16, 0xA3, 0x4A)), count((0x93, 0x33, 0xEA))
+print(f"check-html-report: {width}x{height} screenshot, {blue} blue (compliance line, base tier), "
+      f"{green} green (weak tier), {purple} purple (strong tier) pixels")
 assert blue > 500, "the compliance chart is not visible in the screenshot"
+assert green > 500 and purple > 500, "the cost-per-day-by-tier chart is not visible in the screenshot"
 PY
 grep -q 'id="compliance-chart"' "$out_dir/report.html"
+grep -q 'id="cost-chart"' "$out_dir/report.html"
 ! grep -Eq '(src|href)="https?:' "$out_dir/report.html" || { echo "check-html-report: the page loads something from the network" >&2; exit 1; }
 echo "check-html-report: ok ($out_dir/report.png)"

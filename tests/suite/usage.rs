@@ -178,6 +178,20 @@ fn token_totals_per_model_equal_what_the_server_sent_and_what_ccusage_counts() {
     assert_eq!(savings["by_outcome"]["ignored"]["saved_usd"].as_f64(), Some(0.0));
     assert!(savings["baseline_model"].as_str().unwrap().contains("claude-opus-5-5"), "{savings}");
 
+    // `marshal report` shows the same savings beside compliance.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_marshal"));
+    command
+        .env_clear()
+        .env("HOME", &sandbox.home)
+        .env("TZ", "UTC")
+        .env("MARSHAL_STATE_DIR", sandbox.state_dir())
+        .args(["report", "--json"]);
+    let out = run_with_limit(&mut command, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["usage"]["savings"], json["savings"]);
+    assert_eq!(report["usage"]["total"], json["total"]);
+
     // A filter: one session only.
     let session =
         sandbox.ledger().iter().find(|r| r["kind"] == "outcome" && r["outcome"] == "ignored").unwrap()

@@ -3,12 +3,19 @@
 //! tool results and attachments, with subagent transcripts and their meta files beside it. The
 //! line shapes are those Claude Code 2.1.329 writes (see docs: ../shared/claude-code-contract.md).
 //!
-//! cargo run --release --example gen_transcripts -- [--megabytes N] [--seed S] OUT_DIR
+//! With `--ledger FILE`, it also writes the ledger marshal's hooks would have written for those
+//! sessions: a route and an outcome record for four turns in five (the rest unrouted).
+//!
+//! cargo run --release --example gen_transcripts -- [--megabytes N] [--seed S] [--ledger FILE] OUT_DIR
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use marshal_core::agents::Tier;
+use marshal_core::compliance::Outcome;
+use marshal_core::ledger::{ClosedBy, Enforcement, Record, RecordBody};
+use marshal_core::mode::Mode;
 use serde_json::json;
 
 /// xorshift64*: deterministic, dependency-free.
@@ -119,7 +126,55 @@ impl Writer<'_> {
     }
 }
 
-fn session(dir: &Path, rng: &mut Rng, cwd: &str, start: i64) -> Result<u64> {
+/// The route and outcome records of one routed turn.
+fn routed_turn(rng: &mut Rng, session: &str, prompt: &str, cwd: &str, ts: &str) -> [Record; 2] {
+    let tier = [Tier::Weak, Tier::Base, Tier::Strong][rng.below(3) as usize];
+    let agent = format!("{}-general", ["haiku", "sonnet", "opus"][tier as usize]);
+    let outcome =
+        [Outcome::Followed, Outcome::Followed, Outcome::Followed, Outcome::Deviated, Outcome::Ignored]
+            [rng.below(5) as usize];
+    let record = |body| Record::new(ts.to_string(), session.to_string(), Some(prompt.to_string()), body);
+    [
+        record(RecordBody::Route {
+            mode: Mode::Directive,
+            project: Some(cwd.to_string()),
+            agent: agent.clone(),
+            subagent_type: format!("marshal:{agent}"),
+            tier,
+            model: tier.default_model().to_string(),
+            confidence: 0.9,
+            reasons: vec![],
+            prompt_chars: 80,
+            task: "general".into(),
+            score: 5,
+            mode_reason: String::new(),
+            prompt: None,
+        }),
+        record(RecordBody::Outcome {
+            mode: Mode::Directive,
+            project: Some(cwd.to_string()),
+            recommended: agent.clone(),
+            tier,
+            model: tier.default_model().to_string(),
+            outcome,
+            actual: (outcome == Outcome::Followed).then(|| agent.clone()),
+            called: vec![],
+            closed_by: ClosedBy::Stop,
+            task: "general".into(),
+            unenforced: Some(outcome),
+            enforcement: Enforcement::default(),
+            escalations: 0,
+        }),
+    ]
+}
+
+fn session(
+    dir: &Path,
+    rng: &mut Rng,
+    cwd: &str,
+    start: i64,
+    ledger: &mut Option<BufWriter<std::fs::File>>,
+) -> Result<u64> {
     let session = rng.id();
     let path = dir.join(format!("{session}.jsonl"));
     let mut out = BufWriter::new(std::fs::File::create(&path).with_context(|| path.display().to_string())?);
@@ -131,7 +186,16 @@ fn session(dir: &Path, rng: &mut Rng, cwd: &str, start: i64) -> Result<u64> {
         let prompt = w.rng.id();
         let words = 10 + w.rng.below(200) as usize;
         let prompt_text = text(w.rng, words);
+        let prompt_ts = chrono::DateTime::from_timestamp(w.clock, 0)
+            .unwrap_or_default()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
         w.user(&mut out, &prompt, false, json!(prompt_text))?;
+        if let Some(ledger) = ledger.as_mut().filter(|_| w.rng.below(5) != 0) {
+            for record in routed_turn(w.rng, &session, &prompt, cwd, &prompt_ts) {
+                writeln!(ledger, "{}", serde_json::to_string(&record)?)?;
+            }
+        }
         for _ in 0..w.rng.below(3) {
             w.attachment(&mut out)?;
         }
@@ -177,13 +241,15 @@ fn main() -> Result<()> {
     let mut megabytes = 1024u64;
     let mut seed = 42u64;
     let mut out = None;
+    let mut ledger_path = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--megabytes" => megabytes = args.next().context("--megabytes N")?.parse()?,
             "--seed" => seed = args.next().context("--seed S")?.parse()?,
+            "--ledger" => ledger_path = Some(args.next().context("--ledger FILE")?),
             "-h" | "--help" => {
-                println!("gen_transcripts [--megabytes N] [--seed S] OUT_DIR");
+                println!("gen_transcripts [--megabytes N] [--seed S] [--ledger FILE] OUT_DIR");
                 return Ok(());
             }
             _ if out.is_none() => out = Some(arg),
@@ -195,15 +261,22 @@ fn main() -> Result<()> {
     let mut rng = Rng(seed | 1);
     let target = megabytes * 1024 * 1024;
     let mut written = 0u64;
-    let mut clock = 1_760_000_000i64;
+    let mut clock = 1_793_000_000i64; // late October 2026
     let mut n = 0;
+    let mut ledger = match &ledger_path {
+        Some(path) => Some(BufWriter::new(std::fs::File::create(path).with_context(|| path.clone())?)),
+        None => None,
+    };
     while written < target {
         let project = format!("/home/dev/src/project-{}", n % 12);
         let dir = projects.join(project.replace(['/', '.'], "-"));
         std::fs::create_dir_all(&dir)?;
         clock += 600 + rng.below(20_000) as i64;
-        written += session(&dir, &mut rng, &project, clock)?;
+        written += session(&dir, &mut rng, &project, clock, &mut ledger)?;
         n += 1;
+    }
+    if let Some(ledger) = ledger.as_mut() {
+        ledger.flush()?;
     }
     let total: u64 = walk(&projects)?;
     eprintln!("gen_transcripts: {n} sessions, {} MB in {}", total / 1024 / 1024, projects.display());

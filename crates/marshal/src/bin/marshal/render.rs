@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use marshal_core::report::{Filter, Report, Tally};
+use marshal_core::usage::UsageReport;
 use serde_json::{json, Value};
 
 /// What the report was made from, for headers and the JSON `source` field.
@@ -15,6 +16,8 @@ pub struct Context<'a> {
     pub ledgers: &'a [PathBuf],
     pub missing: &'a [PathBuf],
     pub filter: &'a Filter,
+    /// Cost and savings from Claude Code's transcripts, when there were any.
+    pub usage: Option<&'a UsageReport>,
 }
 
 /// The slices every output shows, in order: (JSON key, heading, column title, tallies).
@@ -197,6 +200,16 @@ pub fn text(report: &Report, context: &Context, color: bool) -> String {
             .collect();
         out.push_str(&table(&["recommended -> actual", "turns"], &rows));
     }
+    if let Some(usage) = context.usage {
+        out.push_str(&format!("\n{}\n", painter.bold("Cost by tier (from Claude Code's transcripts)")));
+        let rows: Vec<Vec<String>> = usage
+            .by_tier
+            .iter()
+            .map(|(tier, b)| vec![tier.clone(), b.requests.to_string(), crate::usage::usd(b.cost_usd)])
+            .collect();
+        out.push_str(&table(&["tier", "requests", "cost"], &rows));
+        out.push_str(&crate::usage::savings_text(usage));
+    }
     push_skipped(&mut out, report);
     out
 }
@@ -343,6 +356,19 @@ pub fn json_value(report: &Report, context: &Context) -> Value {
     );
     object.insert("before_enforcement".into(), tally_json(&report.before_enforcement));
     object.insert("enforcement".into(), json!(report.enforcement));
+    object.insert(
+        "usage".into(),
+        context.usage.map_or(Value::Null, |usage| {
+            json!({
+                "total": crate::usage::bucket_json(&usage.total),
+                "by_tier": crate::usage::buckets_json(&usage.by_tier),
+                "savings": crate::usage::savings_json(&usage.savings),
+                "cost_by_day_and_tier": usage.cost_by_day_and_tier.iter().map(|(day, tiers)| {
+                    (day.clone(), Value::Object(tiers.iter().map(|(t, c)| (t.clone(), json!(crate::usage::round_usd(*c)))).collect()))
+                }).collect::<serde_json::Map<_, _>>(),
+            })
+        }),
+    );
     object.insert("records".into(), json!(report.records));
     object.insert("skipped".into(), json!(report.skipped));
     object.insert(
@@ -505,6 +531,74 @@ fn compliance_chart(by_day: &BTreeMap<String, Tally>) -> String {
     svg
 }
 
+/// Tiers in the order the cost chart stacks them, with their colours.
+const TIER_COLOURS: [(&str, &str); 4] =
+    [("weak", "#16a34a"), ("base", "#2563eb"), ("strong", "#9333ea"), ("unrouted", "#9ca3af")];
+
+/// Stacked bars: one per day, one segment per tier, height in dollars.
+fn cost_chart(by_day: &BTreeMap<String, BTreeMap<String, f64>>) -> String {
+    let days: Vec<(&String, &BTreeMap<String, f64>)> = by_day.iter().collect();
+    let (width, height, left, right, top, bottom) = (720.0, 260.0, 64.0, 16.0, 16.0, 56.0);
+    let plot_w: f64 = width - left - right;
+    let plot_h: f64 = height - top - bottom;
+    let max = days.iter().map(|(_, tiers)| tiers.values().sum::<f64>()).fold(0.0, f64::max);
+    let scale = if max > 0.0 { max } else { 1.0 };
+    let mut svg = format!(
+        r#"<svg id="cost-chart" role="img" aria-label="Cost per day by tier" viewBox="0 0 {width} {height}" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">"#
+    );
+    for step in 0..=4 {
+        let value = scale * step as f64 / 4.0;
+        let gy = top + plot_h * (1.0 - step as f64 / 4.0);
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" y1="{gy}" x2="{}" y2="{gy}" stroke="#ddd"/><text x="{}" y="{}" font-size="11" text-anchor="end" fill="#555">{}</text>"##,
+            width - right,
+            left - 6.0,
+            gy + 4.0,
+            escape_html(&crate::usage::usd(value))
+        );
+    }
+    let slot = plot_w / days.len().max(1) as f64;
+    let bar = (slot * 0.7).min(48.0);
+    let label_every = days.len().div_ceil(8).max(1);
+    for (i, (day, tiers)) in days.iter().enumerate() {
+        let x = left + slot * i as f64 + (slot - bar) / 2.0;
+        let mut y = top + plot_h;
+        for (tier, colour) in TIER_COLOURS {
+            let Some(cost) = tiers.get(tier).filter(|c| **c > 0.0) else { continue };
+            let h = plot_h * cost / scale;
+            y -= h;
+            let _ = write!(
+                svg,
+                r##"<rect class="tier-{tier}" x="{x:.1}" y="{y:.1}" width="{bar:.1}" height="{h:.1}" fill="{colour}"><title>{}: {tier} {}</title></rect>"##,
+                escape_html(day),
+                escape_html(&crate::usage::usd(*cost))
+            );
+        }
+        if i % label_every == 0 || i == days.len() - 1 {
+            let _ = write!(
+                svg,
+                r##"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle" fill="#555">{}</text>"##,
+                x + bar / 2.0,
+                height - bottom + 18.0,
+                escape_html(day)
+            );
+        }
+    }
+    for (i, (tier, colour)) in TIER_COLOURS.iter().enumerate() {
+        let lx = left + i as f64 * 110.0;
+        let _ = write!(
+            svg,
+            r##"<rect x="{lx}" y="{}" width="10" height="10" fill="{colour}"/><text x="{}" y="{}" font-size="11" fill="#555">{tier}</text>"##,
+            height - 18.0,
+            lx + 14.0,
+            height - 9.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 pub fn html(report: &Report, context: &Context, generated: DateTime<Utc>) -> String {
     let painter = Painter { color: false };
     let o = &report.overall;
@@ -530,6 +624,15 @@ pub fn html(report: &Report, context: &Context, generated: DateTime<Utc>) -> Str
         let _ = write!(body, "<p>{}</p>", escape_html(&line));
     }
     let _ = write!(body, "<h2>Compliance over time</h2>{}", compliance_chart(&report.by_day));
+    if let Some(usage) = context.usage {
+        let savings = crate::usage::savings_text(usage);
+        let _ = write!(
+            body,
+            "<h2>Cost per day by tier</h2>{}<pre class=\"savings\">{}</pre>",
+            cost_chart(&usage.cost_by_day_and_tier),
+            escape_html(savings.trim_start_matches('\n'))
+        );
+    }
     let headers = ["", "turns", "followed", "deviated", "ignored", "interrupted", "rate"];
     for (_, heading, column, map) in slices(report) {
         let mut h = headers;
@@ -565,7 +668,7 @@ pub fn html(report: &Report, context: &Context, generated: DateTime<Utc>) -> Str
          <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#111;max-width:60rem}}\
          table{{border-collapse:collapse;margin:.5rem 0 1.5rem}}th,td{{padding:.25rem .75rem;border-bottom:1px solid #e5e5e5;text-align:right}}\
          th:first-child,td:first-child{{text-align:left}}th{{background:#f5f5f5}}.meta{{color:#555}}\
-         .headline{{font-size:1.25rem}}#rate{{font-weight:700;color:#2563eb}}</style></head>\
+         .headline{{font-size:1.25rem}}.savings{{white-space:pre-wrap}}#rate{{font-weight:700;color:#2563eb}}</style></head>\
          <body>{body}</body></html>\n"
     )
 }

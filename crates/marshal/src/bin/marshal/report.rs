@@ -43,6 +43,13 @@ pub struct ReportArgs {
     /// Also write a self-contained HTML page (chart and tables) to FILE.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// Also read Claude Code's transcripts from DIR for cost and savings (repeatable; default as
+    /// `marshal usage`: CLAUDE_CONFIG_DIR, else ~/.claude).
+    #[arg(long = "claude-dir", value_name = "DIR", conflicts_with = "no_usage")]
+    claude_dirs: Vec<PathBuf>,
+    /// Leave out cost and savings (read no transcripts).
+    #[arg(long)]
+    no_usage: bool,
     /// Colour the tables: auto (only on a terminal, and never with NO_COLOR), always, never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
@@ -109,7 +116,27 @@ pub fn run(args: ReportArgs) -> Result<()> {
     if !missing.is_empty() && missing.len() == ledgers.len() && !args.json && !args.csv {
         return crate::write_stdout(&render::no_ledger_message(&missing));
     }
-    let context = render::Context { ledgers: &ledgers, missing: &missing, filter: &filter };
+    let usage = if args.no_usage || args.csv {
+        None
+    } else {
+        let claude_dirs = if args.claude_dirs.is_empty() {
+            crate::usage::default_claude_dirs()
+        } else {
+            args.claude_dirs.clone()
+        };
+        let usage_filter = marshal_core::usage::UsageFilter {
+            since: filter.since,
+            until: filter.until,
+            session: filter.session.clone(),
+            project: filter.project.clone(),
+        };
+        let (usage, _) = crate::usage::compute(&claude_dirs, &ledgers, &usage_filter)?;
+        // No transcripts at all (another machine's ledger, or transcripts long deleted): no
+        // cost section rather than a row of zeros.
+        (usage.total.requests > 0).then_some(usage)
+    };
+    let context =
+        render::Context { ledgers: &ledgers, missing: &missing, filter: &filter, usage: usage.as_ref() };
     if let Some(html_path) = &args.html {
         let page = render::html(&total, &context, now);
         marshal_core::fsutil::write_atomic(html_path, page.as_bytes())?;

@@ -75,20 +75,7 @@ pub fn run(args: UsageArgs) -> Result<()> {
     }
     let ledgers =
         if args.ledgers.is_empty() { default_ledger().into_iter().collect() } else { args.ledgers.clone() };
-    let ledger = LedgerIndex::read(&ledgers)?;
-    // The user's own settings only: prices and the strong tier's model are not a project's to set.
-    let (config, _) = config::load(&ConfigEnv::from_process(None));
-    let strong_model = config.models.get(marshal_core::agents::Tier::Strong).to_string();
-    let (files, missing) = usage::find_transcripts(&claude_dirs);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let inputs = UsageInputs {
-        ledger: &ledger,
-        prices: &config.prices,
-        strong_model: &strong_model,
-        filter: &filter,
-        threads,
-    };
-    let report = usage::usage_report(&files, &inputs);
+    let (report, missing) = compute(&claude_dirs, &ledgers, &filter)?;
     let source = Source { claude_dirs: &claude_dirs, missing: &missing, ledgers: &ledgers };
     let out = if args.json {
         let mut text = serde_json::to_string_pretty(&json_value(&report, &source))?;
@@ -100,9 +87,27 @@ pub fn run(args: UsageArgs) -> Result<()> {
     crate::write_stdout(&out)
 }
 
+/// Reads the transcripts under `claude_dirs`, joined to `ledgers`; also names the folders that
+/// had no `projects/`.
+pub fn compute(
+    claude_dirs: &[PathBuf],
+    ledgers: &[PathBuf],
+    filter: &UsageFilter,
+) -> Result<(UsageReport, Vec<PathBuf>)> {
+    let ledger = LedgerIndex::read(ledgers)?;
+    // The user's own settings only: prices and the strong tier's model are not a project's to set.
+    let (config, _) = config::load(&ConfigEnv::from_process(None));
+    let strong_model = config.models.get(marshal_core::agents::Tier::Strong).to_string();
+    let (files, missing) = usage::find_transcripts(claude_dirs);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let inputs =
+        UsageInputs { ledger: &ledger, prices: &config.prices, strong_model: &strong_model, filter, threads };
+    Ok((usage::usage_report(&files, &inputs), missing))
+}
+
 /// `CLAUDE_CONFIG_DIR`, else the folders Claude Code uses by default that exist (`~/.claude`
 /// named even when it does not, so the "nothing found" message can say where it looked).
-fn default_claude_dirs() -> Vec<PathBuf> {
+pub fn default_claude_dirs() -> Vec<PathBuf> {
     let configured = marshal_core::env::claude_config_dirs();
     if !configured.is_empty() {
         return configured;
@@ -128,7 +133,7 @@ struct Source<'a> {
     ledgers: &'a [PathBuf],
 }
 
-fn bucket_json(b: &Bucket) -> Value {
+pub fn bucket_json(b: &Bucket) -> Value {
     json!({
         "input_tokens": b.input_tokens,
         "output_tokens": b.output_tokens,
@@ -142,11 +147,11 @@ fn bucket_json(b: &Bucket) -> Value {
 
 /// Cents are not enough for one request (a haiku call costs a hundredth of a cent): keep
 /// micro-dollars, and drop float noise beyond them.
-fn round_usd(usd: f64) -> f64 {
+pub fn round_usd(usd: f64) -> f64 {
     (usd * 1e6).round() / 1e6
 }
 
-fn buckets_json(map: &BTreeMap<String, Bucket>) -> Value {
+pub fn buckets_json(map: &BTreeMap<String, Bucket>) -> Value {
     Value::Object(map.iter().map(|(k, b)| (k.clone(), bucket_json(b))).collect())
 }
 
@@ -154,8 +159,7 @@ fn time_json(at: Option<DateTime<Utc>>) -> Value {
     at.map_or(Value::Null, |at| json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
 }
 
-fn json_value(report: &UsageReport, source: &Source) -> Value {
-    let s = &report.savings;
+pub fn savings_json(s: &usage::Savings) -> Value {
     let by_outcome: serde_json::Map<String, Value> = s
         .by_outcome
         .iter()
@@ -172,6 +176,18 @@ fn json_value(report: &UsageReport, source: &Source) -> Value {
         })
         .collect();
     json!({
+        "baseline_model": s.baseline_model,
+        "baseline_cost_usd": round_usd(s.baseline_cost_usd),
+        "actual_cost_usd": round_usd(s.actual_cost_usd),
+        "saved_usd": round_usd(s.saved_usd),
+        "saved_fraction": s.saved_fraction,
+        "by_outcome": by_outcome,
+        "missed_usd_per_week": s.missed_usd_per_week.map(round_usd),
+    })
+}
+
+fn json_value(report: &UsageReport, source: &Source) -> Value {
+    json!({
         "schema": 1,
         "claude_dirs": source.claude_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
         "ledgers": source.ledgers.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
@@ -185,24 +201,18 @@ fn json_value(report: &UsageReport, source: &Source) -> Value {
         "by_day": buckets_json(&report.by_day),
         "by_project": buckets_json(&report.by_project),
         "total": bucket_json(&report.total),
-        "savings": {
-            "baseline_model": s.baseline_model,
-            "baseline_cost_usd": round_usd(s.baseline_cost_usd),
-            "actual_cost_usd": round_usd(s.actual_cost_usd),
-            "saved_usd": round_usd(s.saved_usd),
-            "saved_fraction": s.saved_fraction,
-            "by_outcome": by_outcome,
-            "missed_usd_per_week": s.missed_usd_per_week.map(round_usd),
-        },
+        "savings": savings_json(&report.savings),
         "duplicates": report.duplicates,
         "unreadable_lines": report.unreadable_lines,
         "errors": report.errors,
     })
 }
 
-/// `$12.34`, or `$0.0042` below a dollar... a cent: small figures keep four decimals.
+/// `$12.34`; below a dollar four decimals (`$0.0042`: one request costs a fraction of a cent).
 pub fn usd(amount: f64) -> String {
-    if amount.abs() >= 1.0 {
+    if amount == 0.0 {
+        "$0".to_string()
+    } else if amount.abs() >= 1.0 {
         format!("${amount:.2}")
     } else {
         format!("${amount:.4}")
@@ -313,7 +323,7 @@ fn text(report: &UsageReport, source: &Source) -> String {
     out
 }
 
-fn savings_text(report: &UsageReport) -> String {
+pub fn savings_text(report: &UsageReport) -> String {
     let s = &report.savings;
     let mut out = String::from("\nSavings\n");
     if s.by_outcome.is_empty() {
