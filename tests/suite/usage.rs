@@ -202,3 +202,34 @@ fn token_totals_per_model_equal_what_the_server_sent_and_what_ccusage_counts() {
     let one = marshal_usage(&sandbox, &["--session", &session]);
     assert_eq!(one["total"]["requests"].as_u64(), Some(opus_requests(&ignored)));
 }
+
+#[test]
+fn a_rate_limited_turn_is_recorded_and_the_report_says_when_the_quota_ran_out() {
+    let sandbox = Sandbox::installed();
+    let limited = FakeApi::start(|_| Reply::Error { status: 429, message: "rate limited".into() });
+    let run = sandbox.claude_p(&limited, CHORE, &[]);
+    assert!(!run.output.status.success(), "claude -p fails on a 429");
+    let ledger = sandbox.ledger();
+    let failures = crate::support::of_kind(&ledger, "failure");
+    assert_eq!(failures.len(), 1, "{ledger:#?}");
+    assert_eq!(failures[0]["error"], "rate_limit");
+    let route = &crate::support::of_kind(&ledger, "route")[0];
+    assert_eq!(
+        (&failures[0]["session"], &failures[0]["prompt_id"]),
+        (&route["session"], &route["prompt_id"])
+    );
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_marshal"));
+    command.env_clear().env("HOME", &sandbox.home).env("MARSHAL_STATE_DIR", sandbox.state_dir());
+    let text = run_with_limit(command.args(["report", "--no-usage"]), Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        text.contains(
+            "API failures: 1 turns ended on an API error (1 rate limit); the quota last ran out at "
+        ),
+        "{text}"
+    );
+    let json = run_with_limit(command.arg("--json"), Duration::from_secs(60));
+    let json: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["last_rate_limit"], failures[0]["ts"]);
+}

@@ -21,6 +21,9 @@ pub enum Event {
     Stop { key: TurnKey, stop_hook_active: bool },
     /// The session ended (SessionEnd): nothing more can happen to its open turns.
     SessionEnd { key: TurnKey },
+    /// A turn ended on an API error (StopFailure): `error` is Claude Code's kind of failure
+    /// (`rate_limit` when the quota ran out).
+    StopFailure { key: TurnKey, error: String },
     /// A subagent finished (SubagentStop).
     SubagentStop { key: TurnKey, agent_id: String, agent_type: Option<String> },
     /// Any other event or tool: marshal does nothing with it.
@@ -81,6 +84,10 @@ impl Event {
             }
             "Stop" => Event::Stop { key, stop_hook_active: input.stop_hook_active.unwrap_or(false) },
             "SessionEnd" => Event::SessionEnd { key },
+            "StopFailure" => Event::StopFailure {
+                key,
+                error: capped(input.error.unwrap_or_else(|| "unknown".into()), MAX_NAME_BYTES),
+            },
             "SubagentStop" => Event::SubagentStop {
                 key,
                 agent_id: capped(input.agent_id.unwrap_or_default(), MAX_NAME_BYTES),
@@ -184,5 +191,11 @@ mod tests {
             r#"{"hook_event_name":"SubagentStop","session_id":"s","agent_id":"a9","agent_type":"marshal:haiku-general"}"#,
         );
         assert!(matches!(e, Event::SubagentStop { ref agent_id, .. } if agent_id == "a9"));
+        let e = event(
+            r#"{"hook_event_name":"StopFailure","session_id":"s","prompt_id":"p","error":"rate_limit"}"#,
+        );
+        assert!(matches!(e, Event::StopFailure { ref error, .. } if error == "rate_limit"), "{e:?}");
+        let e = event(r#"{"hook_event_name":"StopFailure","session_id":"s","error":7}"#);
+        assert!(matches!(e, Event::StopFailure { ref error, .. } if error == "unknown"), "{e:?}");
     }
 }

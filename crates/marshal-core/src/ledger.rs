@@ -127,6 +127,9 @@ pub enum RecordBody {
     },
     /// A subagent finished.
     SubagentStop { agent_id: String, agent_type: Option<String> },
+    /// A turn ended on an API error (Claude Code's StopFailure): `rate_limit` when the quota ran
+    /// out, else `server_error`, ... as Claude Code names it.
+    Failure { error: String },
 }
 
 /// What enforcement did during one turn. The one shape of an `outcome` record's

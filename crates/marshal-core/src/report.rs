@@ -127,19 +127,28 @@ pub struct Filter {
 
 impl Filter {
     pub fn accepts(&self, row: &OutcomeRow) -> bool {
-        if self.session.as_deref().is_some_and(|s| s != row.session) {
-            return false;
-        }
         if self.project.as_deref().is_some_and(|p| Some(p) != row.project.as_deref()) {
             return false;
         }
         if self.mode.is_some_and(|m| m.as_str() != row.mode) {
             return false;
         }
+        self.accepts_at(&row.session, row.project.as_deref(), &row.ts)
+    }
+
+    /// The session and time checks (and the project's, when the record has one; a failure
+    /// record has none, so a project filter does not hide it).
+    pub fn accepts_at(&self, session: &str, project: Option<&str>, ts: &str) -> bool {
+        if self.session.as_deref().is_some_and(|s| s != session) {
+            return false;
+        }
+        if project.is_some() && self.project.as_deref().is_some_and(|p| Some(p) != project) {
+            return false;
+        }
         if self.since.is_none() && self.until.is_none() {
             return true;
         }
-        let Ok(ts) = DateTime::parse_from_rfc3339(&row.ts) else {
+        let Ok(ts) = DateTime::parse_from_rfc3339(ts) else {
             return false;
         };
         let ts = ts.with_timezone(&Utc);
@@ -192,7 +201,25 @@ pub struct Report {
     /// Lines read that were records this build understands (of every kind).
     pub records: u64,
     pub skipped: Skipped,
+    /// Turns that ended on an API error (StopFailure), by day and kind (`rate_limit`, ...).
+    pub failures: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The latest `rate_limit` failure: when the quota last ran out.
+    pub last_rate_limit: Option<String>,
 }
+
+/// A StopFailure record, borrowed from its ledger line.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FailureRow<'a> {
+    #[serde(borrow)]
+    pub ts: Cow<'a, str>,
+    #[serde(borrow)]
+    pub session: Cow<'a, str>,
+    #[serde(borrow)]
+    pub error: Cow<'a, str>,
+}
+
+/// The failure kind Claude Code names a rate limit with.
+pub const RATE_LIMIT: &str = "rate_limit";
 
 fn bump(map: &mut BTreeMap<String, Tally>, key: &str, outcome: Outcome) {
     match map.get_mut(key) {
@@ -283,6 +310,33 @@ impl Report {
         }
         self.records += other.records;
         self.skipped.merge(&other.skipped);
+        for (day, kinds) in other.failures {
+            let mine = self.failures.entry(day).or_default();
+            for (kind, n) in kinds {
+                *mine.entry(kind).or_default() += n;
+            }
+        }
+        if other.last_rate_limit > self.last_rate_limit {
+            self.last_rate_limit = other.last_rate_limit;
+        }
+    }
+
+    /// Adds one API failure.
+    pub fn add_failure(&mut self, row: &FailureRow) {
+        *self
+            .failures
+            .entry(day_of(&row.ts).to_string())
+            .or_default()
+            .entry(displayable(&row.error).into_owned())
+            .or_default() += 1;
+        if row.error == RATE_LIMIT && self.last_rate_limit.as_deref() < Some(&row.ts) {
+            self.last_rate_limit = Some(displayable(&row.ts).into_owned());
+        }
+    }
+
+    /// API failures of one kind, over all days.
+    pub fn failures_of(&self, kind: &str) -> u64 {
+        self.failures.values().filter_map(|kinds| kinds.get(kind)).sum()
     }
 
     /// Deviations, most common first: (recommended, actual, turns).
@@ -305,6 +359,15 @@ impl Report {
             Line::Corrupt => self.skipped.corrupt += 1,
             Line::Newer => self.skipped.newer_version += 1,
             Line::Other => self.records += 1,
+            Line::Failure => match serde_json::from_slice::<FailureRow>(line) {
+                Ok(row) => {
+                    self.records += 1;
+                    if filter.accepts_at(&row.session, None, &row.ts) {
+                        self.add_failure(&row);
+                    }
+                }
+                Err(_) => self.skipped.corrupt += 1,
+            },
             Line::Outcome => match serde_json::from_slice::<OutcomeRow>(line) {
                 Ok(row) => {
                     self.records += 1;
@@ -324,10 +387,12 @@ enum Line {
     Newer,
     Other,
     Outcome,
+    Failure,
 }
 
 const KIND: &[u8] = br#""kind":""#;
 const OUTCOME_VALUE: &[u8] = br#"outcome""#;
+const FAILURE_VALUE: &[u8] = br#"failure""#;
 
 /// Sorts a line. Every record marshal writes starts `{"v":N,`, holds `"kind":"...` and ends
 /// with `}`: those are sorted by a byte search. Any other line that is a JSON object (a ledger
@@ -343,17 +408,34 @@ fn classify_line(line: &[u8]) -> Line {
     let compact = line.strip_prefix(br#"{"v":"#).and_then(parse_version);
     let kind = memchr::memmem::find(line, KIND);
     // The first `"kind":"` is the record's own: inside a JSON string every quote is escaped.
-    let (version, is_outcome) = match (compact, kind) {
-        (Some(v), Some(at)) => (v, line[at + KIND.len()..].starts_with(OUTCOME_VALUE)),
+    let (version, kind) = match (compact, kind) {
+        (Some(v), Some(at)) => {
+            let value = &line[at + KIND.len()..];
+            let kind = if value.starts_with(OUTCOME_VALUE) {
+                Line::Outcome
+            } else if value.starts_with(FAILURE_VALUE) {
+                Line::Failure
+            } else {
+                Line::Other
+            };
+            (v, kind)
+        }
         _ => match serde_json::from_slice::<Probe>(line) {
-            Ok(Probe { v: Some(v), kind }) => (v, kind.as_deref() == Some("outcome")),
+            Ok(Probe { v: Some(v), kind }) => (
+                v,
+                match kind.as_deref() {
+                    Some("outcome") => Line::Outcome,
+                    Some("failure") => Line::Failure,
+                    _ => Line::Other,
+                },
+            ),
             _ => return Line::Corrupt,
         },
     };
-    match version {
-        v if v > RECORD_VERSION => Line::Newer,
-        _ if is_outcome => Line::Outcome,
-        _ => Line::Other,
+    if version > RECORD_VERSION {
+        Line::Newer
+    } else {
+        kind
     }
 }
 
@@ -632,6 +714,30 @@ mod tests {
         assert_eq!(report.overall.followed, 2 * 4 * 4_000);
         assert_eq!(report.skipped.torn, 1);
         assert_eq!(report.skipped.corrupt, 2 * single.skipped.corrupt + 1);
+    }
+
+    #[test]
+    fn api_failures_are_counted_by_day_and_kind_with_the_last_rate_limit() {
+        let line = |ts: &str, error: &str| {
+            format!(
+                r#"{{"v":1,"ts":"{ts}","session":"s","prompt_id":"p","kind":"failure","error":"{error}"}}"#
+            )
+        };
+        let ledger = [
+            line("2026-11-20T10:00:00Z", "rate_limit"),
+            line("2026-11-21T09:00:00Z", "server_error"),
+            line("2026-11-21T11:00:00Z", "rate_limit"),
+            line("2026-11-21T10:00:00Z", "rate_limit"),
+        ]
+        .join("\n")
+            + "\n";
+        let report = read_ledger_from(ledger.as_bytes(), &Filter::default()).unwrap();
+        assert_eq!(report.failures_of(RATE_LIMIT), 3);
+        assert_eq!(report.failures["2026-11-21"]["server_error"], 1);
+        assert_eq!(report.last_rate_limit.as_deref(), Some("2026-11-21T11:00:00Z"));
+        assert_eq!((report.records, report.overall.turns()), (4, 0), "failures are not turns");
+        let since = Filter { since: Some("2026-11-21T00:00:00Z".parse().unwrap()), ..Filter::default() };
+        assert_eq!(read_ledger_from(ledger.as_bytes(), &since).unwrap().failures_of(RATE_LIMIT), 2);
     }
 
     #[test]

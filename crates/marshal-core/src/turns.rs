@@ -112,6 +112,12 @@ pub fn handle(
             let warnings = end_session(store, &key, now, settings.retention)?;
             Ok((HookResponse::Silent, warnings))
         }
+        // Recorded whatever the turn was (routed or not): the report shows when the quota ran out.
+        Event::StopFailure { key, error } => {
+            let _guard = store.lock()?;
+            ledger::append(&store.ledger_path(), &[record(&key, now, RecordBody::Failure { error })])?;
+            Ok((HookResponse::Silent, Vec::new()))
+        }
         Event::SubagentStop { key, agent_id, agent_type } => {
             let _guard = store.lock()?;
             let body = RecordBody::SubagentStop { agent_id, agent_type };

@@ -552,7 +552,8 @@ fn aggregate(files: &[TranscriptFile], read: &[FileUsage], inputs: &UsageInputs)
     let kept = deduplicate(read, &mut report.duplicates);
     let main_models = main_models(files, read, &kept);
     let mut baselines: BTreeMap<String, ()> = BTreeMap::new();
-    let mut turn_costs: HashMap<(&str, &str), (f64, f64, &'static str)> = HashMap::new();
+    // Ordered, so that sums (floating point) come out the same on every run.
+    let mut turn_costs: BTreeMap<(&str, &str), (f64, f64, &'static str)> = BTreeMap::new();
     for (f, (file, usage)) in files.iter().zip(read).enumerate() {
         report.unreadable_lines += usage.unreadable;
         if let Some(error) = &usage.error {
@@ -731,7 +732,7 @@ fn main_models(files: &[TranscriptFile], read: &[FileUsage], kept: &[Vec<bool>])
 }
 
 fn savings(
-    turn_costs: HashMap<(&str, &str), (f64, f64, &'static str)>,
+    turn_costs: BTreeMap<(&str, &str), (f64, f64, &'static str)>,
     baselines: BTreeMap<String, ()>,
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,

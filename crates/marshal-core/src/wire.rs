@@ -35,6 +35,9 @@ pub struct HookInput {
     /// Stop and SubagentStop.
     #[serde(deserialize_with = "lenient_bool")]
     pub stop_hook_active: Option<bool>,
+    /// StopFailure: the kind of API failure (`rate_limit`, `server_error`, ...).
+    #[serde(deserialize_with = "lenient_string")]
+    pub error: Option<String>,
 }
 
 /// Reads a string field; any other JSON type counts as absent rather than failing the event.

@@ -157,6 +157,9 @@ pub fn text(report: &Report, context: &Context, color: bool) -> String {
     let _ = writeln!(out, "{}", source_line(context));
     if o.turns() + o.interrupted == 0 {
         out.push_str("\nNo routed turns match.\n");
+        if let Some(line) = failures_line(report) {
+            let _ = writeln!(out, "{line}");
+        }
         push_skipped(&mut out, report);
         return out;
     }
@@ -170,6 +173,9 @@ pub fn text(report: &Report, context: &Context, color: bool) -> String {
         o.interrupted
     );
     if let Some(line) = enforcement_line(report) {
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(line) = failures_line(report) {
         let _ = writeln!(out, "{line}");
     }
     let headers = ["", "turns", "followed", "deviated", "ignored", "interrupted", "rate"];
@@ -212,6 +218,20 @@ pub fn text(report: &Report, context: &Context, color: bool) -> String {
     }
     push_skipped(&mut out, report);
     out
+}
+
+/// "API failures: 3 turns (2 rate limit); the quota last ran out at ...", when there were any.
+fn failures_line(report: &Report) -> Option<String> {
+    let total: u64 = report.failures.values().flat_map(|kinds| kinds.values()).sum();
+    (total > 0).then(|| {
+        let rate_limited = report.failures_of(marshal_core::report::RATE_LIMIT);
+        let mut line =
+            format!("API failures: {total} turns ended on an API error ({rate_limited} rate limit)");
+        if let Some(at) = &report.last_rate_limit {
+            let _ = write!(line, "; the quota last ran out at {at}");
+        }
+        line
+    })
 }
 
 /// "Enforcement: 3 denied, 1 rewritten, 0 warned, 2 nudged; compliance without it 55.0%", when
@@ -369,6 +389,8 @@ pub fn json_value(report: &Report, context: &Context) -> Value {
             })
         }),
     );
+    object.insert("failures".into(), json!(report.failures));
+    object.insert("last_rate_limit".into(), json!(report.last_rate_limit));
     object.insert("records".into(), json!(report.records));
     object.insert("skipped".into(), json!(report.skipped));
     object.insert(
@@ -621,6 +643,9 @@ pub fn html(report: &Report, context: &Context, generated: DateTime<Utc>) -> Str
         o.interrupted
     );
     if let Some(line) = enforcement_line(report) {
+        let _ = write!(body, "<p>{}</p>", escape_html(&line));
+    }
+    if let Some(line) = failures_line(report) {
         let _ = write!(body, "<p>{}</p>", escape_html(&line));
     }
     let _ = write!(body, "<h2>Compliance over time</h2>{}", compliance_chart(&report.by_day));

@@ -180,7 +180,7 @@ pub fn savings_json(s: &usage::Savings) -> Value {
         "baseline_cost_usd": round_usd(s.baseline_cost_usd),
         "actual_cost_usd": round_usd(s.actual_cost_usd),
         "saved_usd": round_usd(s.saved_usd),
-        "saved_fraction": s.saved_fraction,
+        "saved_fraction": s.saved_fraction.map(|f| (f * 1e6).round() / 1e6),
         "by_outcome": by_outcome,
         "missed_usd_per_week": s.missed_usd_per_week.map(round_usd),
     })
