@@ -11,7 +11,7 @@ BINARIES=(marshal marshal-prompt marshal-pretool marshal-stop marshal-orchestrat
 
 usage() {
   cat <<USAGE
-Usage: ./install.sh [--uninstall] [--binaries DIR] [--no-register] [--no-link]
+Usage: ./install.sh [--uninstall] [--binaries DIR] [--no-register] [--no-link] [--statusline]
 
 Builds marshal's release binaries into $ROOT/bin, registers this folder as a
 Claude Code plugin marketplace, installs the plugin, and checks that it works.
@@ -25,6 +25,9 @@ Options:
   --binaries DIR   Copy already-built binaries from DIR instead of building.
   --no-register    Build and check the binaries only; leave Claude Code alone.
   --no-link        Do not link marshal and marshal-orchestrate into ~/.local/bin.
+  --statusline     Also show marshal in Claude Code's status line (last route,
+                   today's compliance and savings, rate-limit windows). An existing
+                   statusLine in ~/.claude/settings.json is never replaced.
   -h, --help       Show this help.
 
 Environment:
@@ -45,12 +48,14 @@ uninstall=0
 binaries_dir=""
 register=1
 link=1
+statusline=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --uninstall) uninstall=1 ;;
     --binaries) [ $# -ge 2 ] || die "--binaries needs a directory"; binaries_dir="$2"; shift ;;
     --no-register) register=0 ;;
     --no-link) link=0 ;;
+    --statusline) statusline=1 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
   esac
@@ -226,6 +231,11 @@ fi
 link_commands
 if [ "$register" = 1 ]; then
   say "marshal is installed. Start Claude Code as usual; every prompt is now routed."
+  if [ "$statusline" = 1 ]; then
+    "$ROOT/bin/marshal" statusline --install || die "could not set the status line"
+  else
+    say "Optional: ./install.sh --statusline puts routing, savings and rate-limit use in Claude Code's status line."
+  fi
   if on_path "$LINK_DIR" && [ "$link" = 1 ]; then
     say "See what it recorded: marshal report (and marshal doctor if anything seems off)."
   else

@@ -233,3 +233,120 @@ fn a_rate_limited_turn_is_recorded_and_the_report_says_when_the_quota_ran_out() 
     let json: Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["last_rate_limit"], failures[0]["ts"]);
 }
+
+/// `marshal statusline` with Claude Code's status-line JSON on stdin.
+fn statusline(sandbox: &Sandbox, payload: &Value) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_marshal"));
+    command
+        .env_clear()
+        .env("HOME", &sandbox.home)
+        .env("MARSHAL_STATE_DIR", sandbox.state_dir())
+        .arg("statusline");
+    let out = crate::support::process::run_with_input(
+        &mut command,
+        Some(payload.to_string().as_bytes()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+#[test]
+fn the_status_line_shows_route_compliance_and_windows_and_a_full_window_steps_work_down() {
+    let sandbox = Sandbox::installed();
+    let followed = scripted_api(MainModel::CallsAgent("marshal:haiku-general".into()));
+    let session =
+        sandbox.claude_p(&followed, CHORE, &[]).result()["session_id"].as_str().unwrap().to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let payload = serde_json::json!({"session_id": session, "model": {"id": "claude-opus-5-5"},
+        "rate_limits": {"five_hour": {"used_percentage": 91.2, "resets_at": now + 3600},
+                        "seven_day": {"used_percentage": 33, "resets_at": now + 86_400}}});
+    let line = statusline(&sandbox, &payload);
+    assert!(
+        line.starts_with("marshal: weak -> haiku-general | today 1/1 followed (100%), saved $"),
+        "{line}"
+    );
+    assert!(line.contains(" | 5h 91% (resets ") && line.ends_with(" · 7d 33%"), "{line}");
+    let snapshot: Value =
+        serde_json::from_str(&std::fs::read_to_string(sandbox.state_dir().join("rate-limits.json")).unwrap())
+            .unwrap();
+    assert_eq!(snapshot["five_hour"]["used_percentage"], 91.2);
+    // Without rate limits (an API-key session) the windows are left out; garbage in, a plain line out.
+    assert!(!statusline(&sandbox, &serde_json::json!({"session_id": session})).contains("5h"));
+    let garbage = statusline(&sandbox, &serde_json::json!("not an object"));
+    assert!(garbage.starts_with("marshal: weak -> haiku-general | today 1/1"), "{garbage}");
+
+    // The next hard prompt, with the 5-hour window at 91%, is routed a tier down; one marked
+    // #critical keeps its tier.
+    const HARD: &str = "design the architecture for multi-region failover of the payments service";
+    let api = scripted_api(MainModel::Answers);
+    sandbox.claude_p(&api, HARD, &[]).result();
+    let text = api.requests()[0].message_text();
+    assert!(text.contains("subagent_type: \"marshal:sonnet-general\" (base tier"), "{text}");
+    let critical = scripted_api(MainModel::Answers);
+    sandbox.claude_p(&critical, &format!("{HARD} #critical"), &[]).result();
+    assert!(critical.requests()[0]
+        .message_text()
+        .contains("subagent_type: \"marshal:opus-general\" (strong tier"));
+    let routes = crate::support::of_kind(&sandbox.ledger(), "route").into_iter().cloned().collect::<Vec<_>>();
+    let stepped = &routes[routes.len() - 2];
+    assert_eq!(stepped["tier"], "base");
+    assert!(
+        stepped["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("budget: the 5-hour window is 91% used")),
+        "{stepped}"
+    );
+}
+
+#[test]
+fn install_offers_the_status_line_and_never_replaces_one() {
+    let sandbox = Sandbox::installed();
+    let settings_path = sandbox.home.join(".claude/settings.json");
+    let binaries = crate::support::built_binaries_dir();
+    let out = sandbox.install_sh(&["--binaries", binaries.to_str().unwrap(), "--statusline"]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("Status line set in"), "{said}");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(&settings_path).unwrap()).unwrap();
+    let command = settings["statusLine"]["command"].as_str().unwrap().to_string();
+    assert!(
+        command.ends_with("/bin/marshal statusline") && command.starts_with(sandbox.plugin.to_str().unwrap()),
+        "{command}"
+    );
+    assert!(settings["enabledPlugins"].is_object(), "Claude Code's own keys are kept: {settings}");
+    // Claude Code still reads the settings.
+    let api = scripted_api(MainModel::Answers);
+    sandbox.claude_p(&api, CHORE, &[]).result();
+
+    // A status line of the user's own is never replaced.
+    let mine = std::fs::read_to_string(&settings_path).unwrap().replace(&command, "my-own-status");
+    std::fs::write(&settings_path, &mine).unwrap();
+    let out = sandbox.install_sh(&["--binaries", binaries.to_str().unwrap(), "--statusline"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already set"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&settings_path).unwrap()).unwrap();
+    assert_eq!(after["statusLine"]["command"], "my-own-status");
+    // Without the option, install only mentions it.
+    let out = sandbox.install_sh(&["--binaries", binaries.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Optional: ./install.sh --statusline"));
+}
+
+#[test]
+fn the_today_command_brings_compliance_and_savings_into_the_session() {
+    let sandbox = Sandbox::installed();
+    let followed = scripted_api(MainModel::CallsAgent("marshal:haiku-general".into()));
+    sandbox.claude_p(&followed, CHORE, &[]).result();
+    let api = scripted_api(MainModel::Answers);
+    sandbox.claude_p(&api, "/marshal:today", &[]).result();
+    let text = api.requests()[0].message_text();
+    assert!(text.contains("marshal compliance report: 1 routed turns"), "{text}");
+    assert!(text.contains("Compliance: 100.0%  (followed 1, deviated 0, ignored 0"), "{text}");
+    assert!(text.contains("Savings") && text.contains("saved $"), "{text}");
+    assert!(!text.contains("marshal routing: delegate"), "a slash command is never routed: {text}");
+}

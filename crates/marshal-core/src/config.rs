@@ -108,6 +108,8 @@ pub struct Config {
     pub orchestration: Orchestration,
     /// Price overrides for `marshal usage` (the compiled-in table covers Anthropic's models).
     pub prices: PriceBook,
+    /// Step work down one tier when the 5-hour window is at least this full (percent); `None`: never.
+    pub budget_step_down_at: Option<f64>,
 }
 
 /// How orchestration runs its `claude -p` children.
@@ -189,6 +191,7 @@ const KNOWN_KEYS: &[&str] = &[
     "store_prompts",
     "retention_days",
     "prices",
+    "budget",
 ];
 
 impl Default for Config {
@@ -211,6 +214,7 @@ impl Default for Config {
             modes: ModeRules::default(),
             orchestration: Orchestration::default(),
             prices: PriceBook::default(),
+            budget_step_down_at: Some(80.0),
             store_prompts: false,
             retention_days: 14,
         }
@@ -241,7 +245,8 @@ impl ConfigEnv {
 /// `retention_days`), spending or process spawning (`modes`, `orchestrate`), or what the user is
 /// told things cost (`prices`). A cloned repository is untrusted input; these are honoured only
 /// from the user's own files and the environment.
-pub const USER_ONLY_KEYS: &[&str] = &["modes", "orchestrate", "store_prompts", "retention_days", "prices"];
+pub const USER_ONLY_KEYS: &[&str] =
+    &["modes", "orchestrate", "store_prompts", "retention_days", "prices", "budget"];
 
 /// Who wrote a layer, which decides what it may set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -445,6 +450,7 @@ fn apply_key(
                 as u32
         }
         "prices" => config.prices = with_prices(&config.prices, value, source)?,
+        "budget" => config.budget_step_down_at = budget_step_down(value, source)?,
         "orchestrate" => {
             let mut orchestration = config.orchestration;
             apply_orchestration(&mut orchestration, value, source)?;
@@ -517,6 +523,30 @@ fn apply_modes(rules: &mut ModeRules, value: &Value, source: &str) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// `"budget": {"step_down_at": 80}` (percent of the 5-hour window; `null` or `false`: never).
+fn budget_step_down(value: &Value, source: &str) -> Result<Option<f64>, ConfigError> {
+    let map =
+        value.as_object().ok_or_else(|| err(source, "budget", "an object such as {\"step_down_at\": 80}"))?;
+    let mut step_down_at = Some(80.0);
+    for (name, v) in map {
+        let key = format!("budget.{name}");
+        match name.as_str() {
+            "step_down_at" => {
+                step_down_at = match v {
+                    Value::Null | Value::Bool(false) => None,
+                    _ => Some(
+                        v.as_f64()
+                            .filter(|p| (1.0..=100.0).contains(p))
+                            .ok_or_else(|| err(source, &key, "a percentage from 1 to 100, or false"))?,
+                    ),
+                }
+            }
+            _ => return Err(err(source, &key, "step_down_at")),
+        }
+    }
+    Ok(step_down_at)
 }
 
 /// `"orchestrate": {"timeout_seconds": 180, "deadline_seconds": 540, "max_attempts": 3,
@@ -967,11 +997,12 @@ mod tests {
             &project.path().join(".claude/marshal.json"),
             r#"{"models":{"weak":"sonnet"},"store_prompts":true,"retention_days":3650,
                 "modes":{"attended":"orchestrate"},"orchestrate":{"max_attempts":10},
-                "prices":{"claude-haiku":{"input":100,"output":100}}}"#,
+                "prices":{"claude-haiku":{"input":100,"output":100}},"budget":{"step_down_at":false}}"#,
         );
         let (config, provenance) = load(&env_with(home.path(), Some(project.path()), &[]));
         assert_eq!(config.models.weak, "sonnet");
         assert!(config.prices.overrides.is_empty(), "a cloned repository cannot change what things cost");
+        assert_eq!(config.budget_step_down_at, Some(80.0), "nor turn off the budget guard");
         let defaults = Config::default();
         assert_eq!(
             (config.store_prompts, config.retention_days, config.modes, config.orchestration),
@@ -1016,6 +1047,24 @@ mod tests {
             (price.input, price.output, price.cache_write_5m, price.cache_write_1h, price.cache_read),
             (4.0, 20.0, 5.0, 8.0, 0.3)
         );
+    }
+
+    #[test]
+    fn the_budget_threshold_is_a_percentage_or_off() {
+        let home = tempfile::tempdir().unwrap();
+        let file = home.path().join(".claude/marshal.json");
+        for (text, expected, error) in [
+            (r#"{"budget":{"step_down_at":90}}"#, Some(90.0), None),
+            (r#"{"budget":{"step_down_at":false}}"#, None, None),
+            (r#"{"budget":{"step_down_at":null}}"#, None, None),
+            (r#"{"budget":{"step_down_at":0}}"#, Some(80.0), Some("budget.step_down_at")),
+            (r#"{"budget":{"stepdown":70}}"#, Some(80.0), Some("budget.stepdown")),
+        ] {
+            write(&file, text);
+            let (config, provenance) = load(&env_with(home.path(), None, &[]));
+            assert_eq!(config.budget_step_down_at, expected, "{text}");
+            assert_eq!(provenance.errors.first().map(|e| e.key.as_str()), error, "{text}");
+        }
     }
 
     #[test]

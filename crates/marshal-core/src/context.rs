@@ -46,6 +46,8 @@ pub struct RoutingContext {
     /// Agent files that were skipped (not regular files, too large): worth a log line each.
     pub skipped_agents: Vec<String>,
     pub history: History,
+    /// The 5-hour window's use from the last status-line snapshot, while that window is current.
+    pub five_hour_used: Option<f64>,
 }
 
 impl RoutingContext {
@@ -74,7 +76,15 @@ impl RoutingContext {
             (true, Some(store)) => History::load(&store.history_path()),
             _ => History::default(),
         };
-        RoutingContext { loaded, agents, skipped_agents, history }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let five_hour_used = store
+            .as_ref()
+            .filter(|_| config.budget_step_down_at.is_some())
+            .and_then(|store| crate::quota::RateLimits::load(&store.rate_limits_path()))
+            .and_then(|limits| limits.five_hour_used(now));
+        RoutingContext { loaded, agents, skipped_agents, history, five_hour_used }
     }
 
     pub fn config(&self) -> &Config {
@@ -82,7 +92,12 @@ impl RoutingContext {
     }
 
     pub fn inputs(&self) -> RouteInputs<'_> {
-        RouteInputs { config: &self.loaded.config, agents: &self.agents, history: Some(&self.history) }
+        RouteInputs {
+            config: &self.loaded.config,
+            agents: &self.agents,
+            history: Some(&self.history),
+            five_hour_used: self.five_hour_used,
+        }
     }
 }
 

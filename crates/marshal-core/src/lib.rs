@@ -24,6 +24,7 @@ pub mod orchestrate;
 pub mod paths;
 pub mod pricing;
 pub mod prompt_text;
+pub mod quota;
 pub mod report;
 pub mod routing;
 pub mod session;

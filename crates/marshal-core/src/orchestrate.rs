@@ -373,9 +373,10 @@ mod tests {
     }
 
     fn chore(config: &Config) -> Recommendation {
-        let Decision::Route(rec) =
-            route("rename foo to bar in utils.py", &RouteInputs { config, agents: &[], history: None })
-        else {
+        let Decision::Route(rec) = route(
+            "rename foo to bar in utils.py",
+            &RouteInputs { config, agents: &[], history: None, five_hour_used: None },
+        ) else {
             panic!()
         };
         *rec

@@ -29,6 +29,8 @@ pub struct RouteInputs<'a> {
     pub config: &'a Config,
     pub agents: &'a [AgentInfo],
     pub history: Option<&'a History>,
+    /// How full the subscription's 5-hour window is (percent), while it is current.
+    pub five_hour_used: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,13 +102,27 @@ pub fn route(prompt: &str, inputs: &RouteInputs) -> Decision {
     let hits = fire_rules(&text, inputs.config);
     let words = words_of(prompt);
     if hits.iter().any(|hit| users_rule(hit, inputs.config)) {
-        return Decision::Route(Box::new(recommend(&text, hits, inputs, &words, None)));
+        return Decision::Route(Box::new(recommend(
+            &text,
+            hits,
+            inputs,
+            &words,
+            None,
+            crate::quota::is_critical(prompt),
+        )));
     }
     let verdict = classifier::classify(prompt, &text, &builtin_hits(&text, &hits, inputs.config));
     if verdict.label == Label::None {
         return Decision::Abstain(AbstainReason::NotARequest);
     }
-    Decision::Route(Box::new(recommend(&text, hits, inputs, &words, Some(verdict))))
+    Decision::Route(Box::new(recommend(
+        &text,
+        hits,
+        inputs,
+        &words,
+        Some(verdict),
+        crate::quota::is_critical(prompt),
+    )))
 }
 
 /// Whether a rule that fired is the user's (added, or a built-in one changed), not compiled in.
@@ -147,6 +163,7 @@ fn recommend(
     inputs: &RouteInputs,
     prompt_words: &[String],
     verdict: Option<Verdict>,
+    critical: bool,
 ) -> Recommendation {
     let config = inputs.config;
     let votes = tally_votes(&hits, config);
@@ -211,6 +228,30 @@ fn recommend(
         );
     }
 
+    // A tight budget: work steps down a tier, unless a rule set the tier or the user marked the
+    // prompt critical.
+    let mut budget_reason = None;
+    let forced = deciding_rule.is_some_and(|r| r.tier.is_some());
+    if let (Some(used), Some(limit)) = (inputs.five_hour_used, config.budget_step_down_at) {
+        let lower = match tier {
+            Tier::Strong => Some(Tier::Base),
+            Tier::Base => Some(Tier::Weak),
+            Tier::Weak => None,
+        };
+        if let (true, false, false, Some(lower)) = (used >= limit, forced, critical, lower) {
+            let why = format!(
+                "budget: the 5-hour window is {used:.0}% used (step down at {limit:.0}%), so {} steps down to {} \
+                 (mark a prompt {} to keep its tier)",
+                tier.as_str(),
+                lower.as_str(),
+                crate::quota::CRITICAL_MARKER
+            );
+            tier_reason.push_str(&format!("; {why}"));
+            budget_reason = Some(why);
+            tier = lower;
+        }
+    }
+
     let named = deciding_rule.and_then(|r| r.agent.as_deref());
     let (agent, agent_reason) = choose_agent(text, named, tier, inputs);
     let (name, subagent_type, model) = match &agent {
@@ -247,6 +288,9 @@ fn recommend(
     }
     if agent.is_some() {
         reasons.push(agent_reason.clone());
+    }
+    if let Some(why) = budget_reason {
+        reasons.push(why);
     }
     Recommendation {
         agent: name,
@@ -542,7 +586,7 @@ mod tests {
 
     fn decide(prompt: &str) -> Decision {
         let config = Config::default();
-        route(prompt, &RouteInputs { config: &config, agents: &[], history: None })
+        route(prompt, &RouteInputs { config: &config, agents: &[], history: None, five_hour_used: None })
     }
 
     fn rec_of(prompt: &str) -> Recommendation {
@@ -601,6 +645,40 @@ mod tests {
     }
 
     #[test]
+    fn a_nearly_used_five_hour_window_steps_work_down_a_tier_unless_marked_critical() {
+        let config = Config::default();
+        let with = |prompt: &str, used: Option<f64>, config: &Config| match route(
+            prompt,
+            &RouteInputs { config, agents: &[], history: None, five_hour_used: used },
+        ) {
+            Decision::Route(rec) => rec,
+            Decision::Abstain(why) => panic!("{prompt}: abstained ({why:?})"),
+        };
+        let hard = "design the architecture for multi-region failover";
+        assert_eq!(with(hard, None, &config).tier, Tier::Strong);
+        assert_eq!(with(hard, Some(79.0), &config).tier, Tier::Strong, "below the threshold");
+        let stepped = with(hard, Some(86.0), &config);
+        assert_eq!(
+            (stepped.tier, stepped.agent.as_str(), stepped.model.as_str()),
+            (Tier::Base, "sonnet-general", "sonnet")
+        );
+        assert!(
+            stepped
+                .explanation
+                .tier_reason
+                .contains("5-hour window is 86% used (step down at 80%), so strong steps down to base"),
+            "{}",
+            stepped.explanation.tier_reason
+        );
+        assert!(stepped.reasons.iter().any(|r| r.starts_with("budget:")), "{:?}", stepped.reasons);
+        assert_eq!(with(&format!("{hard} #critical"), Some(86.0), &config).tier, Tier::Strong);
+        // A chore has no lower tier; the setting can be turned off.
+        assert_eq!(with("rename foo to bar in utils.py", Some(99.0), &config).tier, Tier::Weak);
+        let off = Config { budget_step_down_at: None, ..Config::default() };
+        assert_eq!(with(hard, Some(99.0), &off).tier, Tier::Strong);
+    }
+
+    #[test]
     fn the_classifier_explains_its_verdict() {
         let prompt = "design the architecture for multi-region failover";
         let rec = rec_of(prompt);
@@ -642,7 +720,7 @@ mod tests {
     #[test]
     fn a_users_vote_rule_decides_by_the_score_and_the_explanation_adds_up() {
         let config = config_with_a_user_vote_rule();
-        let inputs = RouteInputs { config: &config, agents: &[], history: None };
+        let inputs = RouteInputs { config: &config, agents: &[], history: None, five_hour_used: None };
         let Decision::Route(rec) = route("add tests for the parser module please", &inputs) else { panic!() };
         assert_eq!(rec.explanation.classifier, None);
         assert_eq!(rec.task, "testing");
@@ -658,7 +736,7 @@ mod tests {
     #[test]
     fn size_and_paths_raise_the_score_of_a_users_rule() {
         let config = config_with_a_user_vote_rule();
-        let inputs = RouteInputs { config: &config, agents: &[], history: None };
+        let inputs = RouteInputs { config: &config, agents: &[], history: None, five_hour_used: None };
         let score = |prompt: &str| match route(prompt, &inputs) {
             Decision::Route(rec) => rec.score,
             Decision::Abstain(reason) => panic!("{reason:?}"),
@@ -681,7 +759,8 @@ mod tests {
         for _ in 0..10 {
             history.record("chore", crate::compliance::Outcome::Deviated);
         }
-        let inputs = RouteInputs { config: &config, agents: &[], history: Some(&history) };
+        let inputs =
+            RouteInputs { config: &config, agents: &[], history: Some(&history), five_hour_used: None };
         // A chore the classifier is sure of stays weak; a borderline one is raised.
         let Decision::Route(sure) = route("rename foo to bar in utils.py", &inputs) else { panic!() };
         assert_eq!(sure.tier, Tier::Weak);
@@ -724,7 +803,7 @@ mod tests {
         }];
         let Decision::Route(rec) = route(
             "write a migration for the users table",
-            &RouteInputs { config: &config, agents: &agents, history: None },
+            &RouteInputs { config: &config, agents: &agents, history: None, five_hour_used: None },
         ) else {
             panic!()
         };
@@ -736,7 +815,7 @@ mod tests {
         // Without the agent installed, the tier's own agent stands in.
         let Decision::Route(rec) = route(
             "write a migration for the users table",
-            &RouteInputs { config: &config, agents: &[], history: None },
+            &RouteInputs { config: &config, agents: &[], history: None, five_hour_used: None },
         ) else {
             panic!()
         };
@@ -767,7 +846,7 @@ mod tests {
                 source: AgentSource::Plugin,
             },
         ];
-        let inputs = RouteInputs { config: &config, agents: &agents, history: None };
+        let inputs = RouteInputs { config: &config, agents: &agents, history: None, five_hour_used: None };
         let Decision::Route(rec) = route("please review this code before I merge", &inputs) else { panic!() };
         assert_eq!((rec.subagent_type.as_str(), rec.tier), ("code-reviewer", Tier::Base));
         let Decision::Route(rec) = route("bump the helm charts for the cluster upgrades", &inputs) else {

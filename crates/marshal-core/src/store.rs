@@ -19,6 +19,8 @@ const HISTORY_FILE: &str = "history.json";
 const AGENTS_CACHE_FILE: &str = "agents-cache.json";
 const CLEAN_UP_MARKER: &str = "last-clean-up";
 const LOGGED_PROBLEMS_FILE: &str = "logged-problems";
+const RATE_LIMITS_FILE: &str = "rate-limits.json";
+const STATUSLINE_CACHE_FILE: &str = "statusline-cache.json";
 
 /// Everything marshal itself may put in its state directory.
 const MARSHAL_NAMES: &[&str] = &[
@@ -32,6 +34,8 @@ const MARSHAL_NAMES: &[&str] = &[
     AGENTS_CACHE_FILE,
     CLEAN_UP_MARKER,
     LOGGED_PROBLEMS_FILE,
+    RATE_LIMITS_FILE,
+    STATUSLINE_CACHE_FILE,
 ];
 
 /// A state directory. Nothing is created until something is written.
@@ -63,6 +67,16 @@ impl Store {
     /// The append-only record of every routed turn ([`crate::ledger`]).
     pub fn ledger_path(&self) -> PathBuf {
         self.dir.join(LEDGER_FILE)
+    }
+
+    /// The latest rate-limit snapshot from the status line ([`crate::quota`]).
+    pub fn rate_limits_path(&self) -> PathBuf {
+        self.dir.join(RATE_LIMITS_FILE)
+    }
+
+    /// `marshal statusline`'s figures of the day, recomputed at most once a minute.
+    pub fn statusline_cache_path(&self) -> PathBuf {
+        self.dir.join(STATUSLINE_CACHE_FILE)
     }
 
     pub fn sessions_dir(&self) -> PathBuf {

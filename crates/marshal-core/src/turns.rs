@@ -598,7 +598,15 @@ mod tests {
             let event = Event::from_wire(parse_hook_input(json.to_string().as_bytes()).unwrap());
             let config = crate::config::Config::default();
             let route = |prompt: &str| {
-                routing::route(prompt, &routing::RouteInputs { config: &config, agents: &[], history: None })
+                routing::route(
+                    prompt,
+                    &routing::RouteInputs {
+                        config: &config,
+                        agents: &[],
+                        history: None,
+                        five_hour_used: None,
+                    },
+                )
             };
             let settings = TurnSettings {
                 mode: &self.mode,

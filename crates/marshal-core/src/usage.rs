@@ -534,6 +534,23 @@ pub struct UsageInputs<'a> {
 
 /// Reads the transcripts and builds the report.
 pub fn usage_report(files: &[TranscriptFile], inputs: &UsageInputs) -> UsageReport {
+    // Transcripts are appended in time order: a file last written before `since` holds nothing
+    // after it, and is not read at all (the status line asks for today's figures every minute).
+    let recent: Vec<TranscriptFile>;
+    let files = match inputs.filter.since {
+        Some(since) => {
+            let since = std::time::SystemTime::from(since);
+            recent = files
+                .iter()
+                .filter(|f| {
+                    std::fs::metadata(&f.path).and_then(|m| m.modified()).map_or(true, |m| m >= since)
+                })
+                .cloned()
+                .collect();
+            &recent[..]
+        }
+        None => files,
+    };
     let read = read_all(files, inputs.threads);
     aggregate(files, &read, inputs)
 }

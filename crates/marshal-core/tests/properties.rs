@@ -50,7 +50,7 @@ proptest! {
     #[test]
     fn the_router_never_panics_and_names_a_plugin_or_known_agent(prompt in any::<String>()) {
         let config = Config::default();
-        if let Decision::Route(rec) = route(&prompt, &RouteInputs { config: &config, agents: &[], history: None }) {
+        if let Decision::Route(rec) = route(&prompt, &RouteInputs { config: &config, agents: &[], history: None, five_hour_used: None }) {
             prop_assert!(rec.subagent_type.starts_with("marshal:"));
             prop_assert!((1..=10).contains(&rec.score));
             prop_assert!((0.0..=1.0).contains(&rec.confidence));

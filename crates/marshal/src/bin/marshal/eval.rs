@@ -106,7 +106,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     // The compiled-in defaults only, so results do not depend on this machine's configuration.
     let config = Config::default();
-    let inputs = RouteInputs { config: &config, agents: &[], history: None };
+    let inputs = RouteInputs { config: &config, agents: &[], history: None, five_hour_used: None };
     let mut splits = Vec::new();
     for file in &files {
         splits.push(evaluate(file, &load(file)?, &inputs));

@@ -6,6 +6,7 @@ mod eval;
 mod render;
 mod report;
 mod route;
+mod statusline;
 mod usage;
 
 use std::io::Write;
@@ -38,6 +39,9 @@ enum Command {
     Report(report::ReportArgs),
     /// Show tokens, cost and what routing saved, from Claude Code's transcripts.
     Usage(usage::UsageArgs),
+    /// One line for Claude Code's status line: last route, today's compliance and savings,
+    /// rate-limit windows (reads Claude Code's JSON on stdin). `--install` sets it up.
+    Statusline(statusline::StatuslineArgs),
     /// Print where marshal keeps its ledger, session journals and log.
     Paths,
     /// Check the installation and say how to fix what is wrong (exit status 1 if anything is).
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Report(args) => report::run(args),
         Command::Usage(args) => usage::run(args),
+        Command::Statusline(args) => statusline::run(args),
         Command::Paths => print_paths(),
         Command::Doctor(args) => match doctor::run(args) {
             Ok(true) => Ok(()),

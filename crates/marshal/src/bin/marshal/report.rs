@@ -15,8 +15,8 @@ use crate::render;
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// Only turns at or after WHEN: a date (2026-11-01), a date-time (2026-11-01T09:00:00Z) or
-    /// a duration back from now (30m, 12h, 7d, 2w).
+    /// Only turns at or after WHEN: a date (2026-11-01), a date-time (2026-11-01T09:00:00Z), a
+    /// duration back from now (30m, 12h, 7d, 2w), today or yesterday (UTC days).
     #[arg(long, value_name = "WHEN")]
     since: Option<String>,
     /// Only turns before WHEN (same forms as --since; a date includes that whole day).
@@ -182,6 +182,16 @@ pub(crate) fn parse_when(text: &str, now: DateTime<Utc>, which: When) -> Result<
     if let Some(ago) = parse_duration(text) {
         return Ok(now - ago);
     }
+    let today = now.date_naive();
+    let named_day = match text {
+        "today" => Some(today),
+        "yesterday" => today.pred_opt(),
+        _ => None,
+    };
+    if let Some(date) = named_day {
+        let day = if which == When::Until { date.succ_opt().unwrap_or(date) } else { date };
+        return Ok(day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         let day = if which == When::Until { date.succ_opt().unwrap_or(date) } else { date };
         return Ok(day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
@@ -190,7 +200,7 @@ pub(crate) fn parse_when(text: &str, now: DateTime<Utc>, which: When) -> Result<
         return Ok(instant.with_timezone(&Utc));
     }
     bail!(
-        "'{text}' is not a date (2026-11-01), a date-time (2026-11-01T09:00:00Z) or a duration (30m, 12h, 7d, 2w)"
+        "'{text}' is not a date (2026-11-01), a date-time (2026-11-01T09:00:00Z), a duration (30m, 12h, 7d, 2w), today or yesterday"
     )
 }
 
@@ -223,6 +233,9 @@ mod tests {
             parse_when("2026-11-01T09:30:00+01:00", now, When::Since).unwrap(),
             at("2026-11-01T08:30:00Z")
         );
+        assert_eq!(parse_when("today", now, When::Since).unwrap(), at("2026-11-21T00:00:00Z"));
+        assert_eq!(parse_when("today", now, When::Until).unwrap(), at("2026-11-22T00:00:00Z"));
+        assert_eq!(parse_when("yesterday", now, When::Since).unwrap(), at("2026-11-20T00:00:00Z"));
         let err = parse_when("last tuesday", now, When::Since).unwrap_err().to_string();
         assert!(err.contains("not a date"), "{err}");
         assert!(parse_when("7y", now, When::Since).is_err());

@@ -65,7 +65,7 @@ pub fn run(args: RouteArgs) -> Result<()> {
     let defaults = Config::default();
     let inputs = match &context {
         Some(context) => context.inputs(),
-        None => RouteInputs { config: &defaults, agents: &[], history: None },
+        None => RouteInputs { config: &defaults, agents: &[], history: None, five_hour_used: None },
     };
     let decision = routing::route(&text, &inputs);
     let out = if args.json {
