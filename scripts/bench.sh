@@ -77,6 +77,9 @@ measure() { # name, event file, prepare command or ""
   # Each hook starts from a fresh state directory with one open turn.
   export MARSHAL_STATE_DIR="$work/state-$name"
   "$bin_dir/marshal-prompt" < "$work/prompt.json" > /dev/null
+  # A subscriber's rate-limit snapshot (from the status line), so budget-aware routing reads it.
+  printf '{"captured_at":%s,"five_hour":{"used_percentage":42.0,"resets_at":%s},"seven_day":{"used_percentage":18.0,"resets_at":%s}}' \
+    "$(date +%s)" "$(( $(date +%s) + 3600 ))" "$(( $(date +%s) + 86400 ))" > "$MARSHAL_STATE_DIR/rate-limits.json"
   "$hyperfine" -N --style none --warmup 20 --runs "$runs" --input "$input" "${args[@]}" \
     --export-json "$work/$name.json" -n /bin/true /bin/true -n "$name" "$bin_dir/$name" >/dev/null
 }
