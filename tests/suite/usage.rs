@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::claude::{claude_bin, scripted_api, MainModel, Sandbox};
+use crate::support::claude::{claude_bin, pinned_tool, scripted_api, MainModel, Sandbox};
 use crate::support::fake_api::{usage_for, FakeApi, Reply};
 use crate::support::process::run_with_limit;
-use crate::support::repo_root;
 
 const CHORE: &str = "rename the helper parse_cfg to parse_config in utils.py";
 
@@ -36,16 +35,20 @@ fn sent(apis: &[&FakeApi]) -> BTreeMap<String, Totals> {
     totals
 }
 
-fn marshal_usage(sandbox: &Sandbox, extra: &[&str]) -> Value {
+/// `marshal ARGS` as the sandbox's user, in UTC.
+fn marshal(sandbox: &Sandbox, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_marshal"));
     command
         .env_clear()
         .env("HOME", &sandbox.home)
         .env("TZ", "UTC")
         .env("MARSHAL_STATE_DIR", sandbox.state_dir())
-        .args(["usage", "--json"])
-        .args(extra);
-    let out = run_with_limit(&mut command, Duration::from_secs(60));
+        .args(args);
+    command
+}
+
+fn marshal_usage(sandbox: &Sandbox, extra: &[&str]) -> Value {
+    let out = run_with_limit(marshal(sandbox, &["usage", "--json"]).args(extra), Duration::from_secs(60));
     assert!(out.status.success(), "marshal usage failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
@@ -73,21 +76,7 @@ fn by_model(json: &Value) -> BTreeMap<String, Totals> {
 /// The pinned ccusage: `MARSHAL_TEST_CCUSAGE_BIN`, else installed once by scripts/ensure-ccusage.sh.
 fn ccusage_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("MARSHAL_TEST_CCUSAGE_BIN").filter(|b| !b.is_empty()) {
-            return PathBuf::from(bin);
-        }
-        let script = repo_root().join("scripts/ensure-ccusage.sh");
-        let out = run_with_limit(&mut Command::new(&script), Duration::from_secs(600));
-        assert!(
-            out.status.success(),
-            "{} failed:\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
-    .clone()
+    BIN.get_or_init(|| pinned_tool("MARSHAL_TEST_CCUSAGE_BIN", "scripts/ensure-ccusage.sh")).clone()
 }
 
 /// `ccusage daily --json --offline` over `claude_dir`, per model, summed over days.
@@ -179,14 +168,7 @@ fn token_totals_per_model_equal_what_the_server_sent_and_what_ccusage_counts() {
     assert!(savings["baseline_model"].as_str().unwrap().contains("claude-opus-5-5"), "{savings}");
 
     // `marshal report` shows the same savings beside compliance.
-    let mut command = Command::new(env!("CARGO_BIN_EXE_marshal"));
-    command
-        .env_clear()
-        .env("HOME", &sandbox.home)
-        .env("TZ", "UTC")
-        .env("MARSHAL_STATE_DIR", sandbox.state_dir())
-        .args(["report", "--json"]);
-    let out = run_with_limit(&mut command, Duration::from_secs(60));
+    let out = run_with_limit(&mut marshal(&sandbox, &["report", "--json"]), Duration::from_secs(60));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["usage"]["savings"], json["savings"]);
@@ -219,9 +201,8 @@ fn a_rate_limited_turn_is_recorded_and_the_report_says_when_the_quota_ran_out() 
         (&route["session"], &route["prompt_id"])
     );
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_marshal"));
-    command.env_clear().env("HOME", &sandbox.home).env("MARSHAL_STATE_DIR", sandbox.state_dir());
-    let text = run_with_limit(command.args(["report", "--no-usage"]), Duration::from_secs(60));
+    let mut command = marshal(&sandbox, &["report", "--no-usage"]);
+    let text = run_with_limit(&mut command, Duration::from_secs(60));
     let text = String::from_utf8_lossy(&text.stdout).to_string();
     assert!(
         text.contains(
@@ -236,12 +217,7 @@ fn a_rate_limited_turn_is_recorded_and_the_report_says_when_the_quota_ran_out() 
 
 /// `marshal statusline` with Claude Code's status-line JSON on stdin.
 fn statusline(sandbox: &Sandbox, payload: &Value) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_marshal"));
-    command
-        .env_clear()
-        .env("HOME", &sandbox.home)
-        .env("MARSHAL_STATE_DIR", sandbox.state_dir())
-        .arg("statusline");
+    let mut command = marshal(sandbox, &["statusline"]);
     let out = crate::support::process::run_with_input(
         &mut command,
         Some(payload.to_string().as_bytes()),

@@ -31,6 +31,7 @@ use crate::compliance::Outcome;
 use crate::ledger::{self, RecordBody};
 use crate::mode::Mode;
 use crate::pricing::{PriceBook, Tokens};
+use crate::report::Filter;
 
 /// The agent name of a session's own (main-thread) work.
 pub const MAIN_AGENT: &str = "main";
@@ -511,24 +512,15 @@ pub struct UsageReport {
     pub errors: Vec<String>,
 }
 
-/// Which responses a usage report covers.
-#[derive(Debug, Clone, Default)]
-pub struct UsageFilter {
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    /// A session id: its own work, its subagents' and its orchestrated children's.
-    pub session: Option<String>,
-    /// A project directory, exactly as recorded (the session's cwd).
-    pub project: Option<String>,
-}
-
 /// Everything a report needs besides the transcripts.
 pub struct UsageInputs<'a> {
     pub ledger: &'a LedgerIndex,
     pub prices: &'a PriceBook,
     /// The strong tier's model: the baseline when a session's main model is unknown.
     pub strong_model: &'a str,
-    pub filter: &'a UsageFilter,
+    /// The period, session (its own work, its subagents' and its orchestrated children's) and
+    /// project (the session's cwd, as recorded); the filter's `mode` does not apply to usage.
+    pub filter: &'a Filter,
     pub threads: usize,
 }
 
@@ -652,7 +644,7 @@ fn aggregate(files: &[TranscriptFile], read: &[FileUsage], inputs: &UsageInputs)
     report
 }
 
-fn in_period(at: Option<DateTime<Utc>>, filter: &UsageFilter) -> bool {
+fn in_period(at: Option<DateTime<Utc>>, filter: &Filter) -> bool {
     if filter.since.is_none() && filter.until.is_none() {
         return true;
     }

@@ -18,32 +18,9 @@ use marshal_core::ledger::{ClosedBy, Enforcement, Record, RecordBody};
 use marshal_core::mode::Mode;
 use serde_json::json;
 
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn id(&mut self) -> String {
-        format!(
-            "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
-            self.next() as u32,
-            self.below(1 << 16),
-            self.below(1 << 12),
-            self.below(1 << 12),
-            self.below(1 << 48)
-        )
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 const WORDS: &[&str] = &[
     "the", "handler", "returns", "config", "parse", "error", "test", "module", "function", "update", "fix",

@@ -17,21 +17,24 @@ const CLAUDE_RUN_LIMIT: Duration = Duration::from_secs(120);
 /// by `scripts/ensure-claude-code.sh`.
 pub fn claude_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("MARSHAL_TEST_CLAUDE_BIN").filter(|b| !b.is_empty()) {
-            return PathBuf::from(bin);
-        }
-        let script = repo_root().join("scripts/ensure-claude-code.sh");
-        let out = run_with_limit(&mut Command::new(&script), Duration::from_secs(600));
-        assert!(
-            out.status.success(),
-            "{} failed (it installs the pinned Claude Code CLI with npm):\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
-    .clone()
+    BIN.get_or_init(|| pinned_tool("MARSHAL_TEST_CLAUDE_BIN", "scripts/ensure-claude-code.sh")).clone()
+}
+
+/// A pinned tool: the path in `variable`, else what `script` (which installs it with npm when
+/// missing) prints.
+pub fn pinned_tool(variable: &str, script: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(variable).filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let script = repo_root().join(script);
+    let out = run_with_limit(&mut Command::new(&script), Duration::from_secs(600));
+    assert!(
+        out.status.success(),
+        "{} failed (it installs a pinned tool with npm):\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// Files of the plugin that Claude Code and install.sh need, copied verbatim from the repo.

@@ -32,7 +32,7 @@ impl Fixture {
         std::fs::write(path, text).unwrap();
     }
 
-    fn report(&self, ledger: &LedgerIndex, filter: &UsageFilter) -> UsageReport {
+    fn report(&self, ledger: &LedgerIndex, filter: &Filter) -> UsageReport {
         let (files, missing) = find_transcripts(std::slice::from_ref(&self.dir));
         assert!(missing.is_empty());
         let prices = PriceBook::default();
@@ -101,7 +101,7 @@ fn duplicates_count_once_as_their_fullest_line_as_ccusage_counts_them() {
     );
     // The same response in a subagent's transcript, fuller there: that line wins.
     fx.append("-work-p/s1/subagents/agent-a1.jsonl", &[response(Some("m1"), Some("r1"), opus, T2, 100, 50)]);
-    let report = fx.report(&LedgerIndex::default(), &UsageFilter::default());
+    let report = fx.report(&LedgerIndex::default(), &Filter::default());
     assert_eq!(tokens_of(report.by_model.get(opus)), (222_100, 54, 7));
     assert_eq!(report.duplicates, 4);
     assert_eq!(report.files, 2);
@@ -148,7 +148,7 @@ fn work_belongs_to_its_prompt_its_agent_and_the_routed_turn() {
             prompt: None,
         },
     ));
-    let report = fx.report(&ledger, &UsageFilter::default());
+    let report = fx.report(&ledger, &Filter::default());
     assert_eq!(tokens_of(report.by_agent.get("main")), (300, 30, 3));
     assert_eq!(tokens_of(report.by_agent.get("haiku-general")), (1000, 100, 1));
     // p1's own response, the notification turn's and the subagent's are the routed turn's.
@@ -220,14 +220,14 @@ fn orchestrated_children_join_their_turn_through_the_ledger() {
         },
     ));
     ledger.add(outcome_record("parent", "p9", Tier::Base, Outcome::Followed, Mode::Orchestrate));
-    let report = fx.report(&ledger, &UsageFilter::default());
+    let report = fx.report(&ledger, &Filter::default());
     assert_eq!(tokens_of(report.by_outcome.get("orchestrated")), (50, 5, 1));
     assert_eq!(tokens_of(report.by_tier.get("base")), (50, 5, 1));
     assert_eq!(tokens_of(report.by_agent.get("sonnet-general")), (50, 5, 1));
     // --session names the parent session: its children's work is part of it.
-    let parent = UsageFilter { session: Some("parent".into()), ..UsageFilter::default() };
+    let parent = Filter { session: Some("parent".into()), ..Filter::default() };
     assert_eq!(fx.report(&ledger, &parent).total.requests, 1);
-    let other = UsageFilter { session: Some("other".into()), ..UsageFilter::default() };
+    let other = Filter { session: Some("other".into()), ..Filter::default() };
     assert_eq!(fx.report(&ledger, &other).total.requests, 0);
     // No main model is known for the parent (it never answered): the strong tier's model is
     // the baseline.
@@ -265,7 +265,7 @@ fn what_compliance_is_worth_compares_deviated_turns_with_followed_ones() {
     let mut ledger = LedgerIndex::default();
     ledger.add(outcome_record("s1", "p1", Tier::Weak, Outcome::Followed, Mode::Directive));
     ledger.add(outcome_record("s1", "p2", Tier::Weak, Outcome::Deviated, Mode::Directive));
-    let report = fx.report(&ledger, &UsageFilter::default());
+    let report = fx.report(&ledger, &Filter::default());
     let s = &report.savings;
     // Followed: $5 + $1 against $10 baseline, 40% saved. Deviated: $10 against $10, nothing.
     let followed = s.by_outcome["followed"];
@@ -279,8 +279,7 @@ fn what_compliance_is_worth_compares_deviated_turns_with_followed_ones() {
     let span_days = (2.0 * 86_400.0 + 1.0) / 86_400.0;
     assert!((s.missed_usd_per_week.unwrap() - 4.0 / span_days * 7.0).abs() < 1e-9, "{s:?}");
     // A period filter keeps only the second day.
-    let since =
-        UsageFilter { since: Some("2026-11-19T00:00:00Z".parse().unwrap()), ..UsageFilter::default() };
+    let since = Filter { since: Some("2026-11-19T00:00:00Z".parse().unwrap()), ..Filter::default() };
     let later = fx.report(&ledger, &since);
     assert_eq!(later.total.requests, 2);
     assert!(later.savings.missed_usd_per_week.is_none(), "no followed turn in the period to compare with");
@@ -297,7 +296,7 @@ fn unreadable_lines_are_counted_and_lone_surrogates_do_not_lose_a_response() {
         &good[..good.len() - 5]
     );
     fx.write_raw("-work-p/s1.jsonl", &text);
-    let report = fx.report(&LedgerIndex::default(), &UsageFilter::default());
+    let report = fx.report(&LedgerIndex::default(), &Filter::default());
     assert_eq!(tokens_of(report.by_model.get("claude-haiku-4-5")), (14, 6, 2));
     assert_eq!(report.unreadable_lines, 2, "the bad usage line and the torn one");
 }
@@ -306,7 +305,7 @@ fn unreadable_lines_are_counted_and_lone_surrogates_do_not_lose_a_response() {
 fn a_model_without_a_price_keeps_its_tokens_and_costs_nothing() {
     let fx = Fixture::new();
     fx.append("-work-p/s1.jsonl", &[response(Some("m1"), Some("r1"), "mystery-1", T0, 5, 5)]);
-    let report = fx.report(&LedgerIndex::default(), &UsageFilter::default());
+    let report = fx.report(&LedgerIndex::default(), &Filter::default());
     let bucket = report.by_model["mystery-1"];
     assert_eq!((bucket.input_tokens, bucket.unpriced_requests, bucket.cost_usd), (5, 1, 0.0));
 }

@@ -13,21 +13,48 @@ use marshal_core::store::Store;
 
 use crate::render;
 
+/// Which period, session and project a command covers: shared by `report` and `usage`.
 #[derive(Args)]
-pub struct ReportArgs {
-    /// Only turns at or after WHEN: a date (2026-11-01), a date-time (2026-11-01T09:00:00Z), a
-    /// duration back from now (30m, 12h, 7d, 2w), today or yesterday (UTC days).
+pub struct PeriodArgs {
+    /// Only what happened at or after WHEN: a date (2026-11-01), a date-time
+    /// (2026-11-01T09:00:00Z), a duration back from now (30m, 12h, 7d, 2w), today or yesterday
+    /// (UTC days).
     #[arg(long, value_name = "WHEN")]
     since: Option<String>,
-    /// Only turns before WHEN (same forms as --since; a date includes that whole day).
+    /// Only what happened before WHEN (same forms as --since; a date includes that whole day).
     #[arg(long, value_name = "WHEN")]
     until: Option<String>,
-    /// Only this Claude Code session id.
+    /// Only this Claude Code session id (for usage: with its subagents and orchestrated children).
     #[arg(long, value_name = "ID")]
     session: Option<String>,
-    /// Only turns in this project directory (exactly as recorded: the session's cwd).
+    /// Only this project directory (exactly as recorded: the session's cwd).
     #[arg(long, value_name = "DIR")]
     project: Option<String>,
+}
+
+impl PeriodArgs {
+    /// The filter these options describe (no mode).
+    pub fn filter(&self, now: DateTime<Utc>) -> Result<Filter> {
+        let when = |text: &Option<String>, which: When, option: &str| {
+            text.as_deref()
+                .map(|w| parse_when(w, now, which))
+                .transpose()
+                .with_context(|| format!("invalid {option}"))
+        };
+        Ok(Filter {
+            since: when(&self.since, When::Since, "--since")?,
+            until: when(&self.until, When::Until, "--until")?,
+            session: self.session.clone(),
+            project: self.project.clone(),
+            mode: None,
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    period: PeriodArgs,
     /// Only turns in this mode.
     #[arg(long, value_enum, value_name = "MODE")]
     mode: Option<ModeArg>,
@@ -80,23 +107,7 @@ enum ColorChoice {
 
 pub fn run(args: ReportArgs) -> Result<()> {
     let now = Utc::now();
-    let filter = Filter {
-        since: args
-            .since
-            .as_deref()
-            .map(|w| parse_when(w, now, When::Since))
-            .transpose()
-            .context("invalid --since")?,
-        until: args
-            .until
-            .as_deref()
-            .map(|w| parse_when(w, now, When::Until))
-            .transpose()
-            .context("invalid --until")?,
-        session: args.session.clone(),
-        project: args.project.clone(),
-        mode: args.mode.map(Mode::from),
-    };
+    let filter = Filter { mode: args.mode.map(Mode::from), ..args.period.filter(now)? };
     // A ledger the user named must exist; only this machine's own may be missing (no turn yet).
     if let Some(missing) = args.ledgers.iter().find(|path| !path.exists()) {
         bail!("no ledger at {} (a file given with --ledger must exist)", missing.display());
@@ -124,13 +135,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
         } else {
             args.claude_dirs.clone()
         };
-        let usage_filter = marshal_core::usage::UsageFilter {
-            since: filter.since,
-            until: filter.until,
-            session: filter.session.clone(),
-            project: filter.project.clone(),
-        };
-        let (usage, _) = crate::usage::compute(&claude_dirs, &ledgers, &usage_filter)?;
+        let (usage, _) = crate::usage::compute(&claude_dirs, &ledgers, &filter)?;
         // No transcripts at all (another machine's ledger, or transcripts long deleted): no
         // cost section rather than a row of zeros.
         (usage.total.requests > 0).then_some(usage)

@@ -18,7 +18,6 @@ use marshal_core::paths::{self, StateDirEnv};
 use marshal_core::quota::RateLimits;
 use marshal_core::report::{self, Filter};
 use marshal_core::store::Store;
-use marshal_core::usage::UsageFilter;
 use serde::{Deserialize, Serialize};
 
 #[derive(Args)]
@@ -148,9 +147,8 @@ fn today(store: &Store, now: DateTime<Utc>) -> Today {
         today.followed = report.overall.followed;
         today.turns = report.overall.turns();
     }
-    let usage_filter = UsageFilter { since: Some(local_midnight), ..UsageFilter::default() };
     if let Ok((usage, _)) =
-        crate::usage::compute(&crate::usage::default_claude_dirs(), &[store.ledger_path()], &usage_filter)
+        crate::usage::compute(&crate::usage::default_claude_dirs(), &[store.ledger_path()], &filter)
     {
         today.saved_usd = Some(usage.savings.saved_usd);
     }

@@ -5,33 +5,23 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use marshal_core::config::{self, ConfigEnv};
 use marshal_core::paths::{self, StateDirEnv};
+use marshal_core::report::Filter;
 use marshal_core::store::Store;
-use marshal_core::usage::{self, Bucket, LedgerIndex, UsageFilter, UsageInputs, UsageReport};
+use marshal_core::usage::{self, Bucket, LedgerIndex, UsageInputs, UsageReport};
 use serde_json::{json, Value};
 
 use crate::render::table;
-use crate::report::{parse_when, When};
+use crate::report::PeriodArgs;
 
 #[derive(Args)]
 pub struct UsageArgs {
-    /// Only responses at or after WHEN: a date (2026-11-01), a date-time
-    /// (2026-11-01T09:00:00Z) or a duration back from now (30m, 12h, 7d, 2w).
-    #[arg(long, value_name = "WHEN")]
-    since: Option<String>,
-    /// Only responses before WHEN (same forms as --since; a date includes that whole day).
-    #[arg(long, value_name = "WHEN")]
-    until: Option<String>,
-    /// Only this Claude Code session id (with its subagents and orchestrated children).
-    #[arg(long, value_name = "ID")]
-    session: Option<String>,
-    /// Only work in this project directory (exactly as recorded: the session's cwd).
-    #[arg(long, value_name = "DIR")]
-    project: Option<String>,
+    #[command(flatten)]
+    period: PeriodArgs,
     /// A Claude Code folder holding projects/ (repeatable). Default: CLAUDE_CONFIG_DIR (commas
     /// separate several), else ~/.config/claude and ~/.claude.
     #[arg(long = "claude-dir", value_name = "DIR")]
@@ -46,22 +36,7 @@ pub struct UsageArgs {
 
 pub fn run(args: UsageArgs) -> Result<()> {
     let now = Utc::now();
-    let filter = UsageFilter {
-        since: args
-            .since
-            .as_deref()
-            .map(|w| parse_when(w, now, When::Since))
-            .transpose()
-            .context("invalid --since")?,
-        until: args
-            .until
-            .as_deref()
-            .map(|w| parse_when(w, now, When::Until))
-            .transpose()
-            .context("invalid --until")?,
-        session: args.session.clone(),
-        project: args.project.clone(),
-    };
+    let filter = args.period.filter(now)?;
     if let Some(missing) = args.claude_dirs.iter().find(|dir| !dir.is_dir()) {
         bail!("no folder at {} (a folder given with --claude-dir must exist)", missing.display());
     }
@@ -92,7 +67,7 @@ pub fn run(args: UsageArgs) -> Result<()> {
 pub fn compute(
     claude_dirs: &[PathBuf],
     ledgers: &[PathBuf],
-    filter: &UsageFilter,
+    filter: &Filter,
 ) -> Result<(UsageReport, Vec<PathBuf>)> {
     let ledger = LedgerIndex::read(ledgers)?;
     // The user's own settings only: prices and the strong tier's model are not a project's to set.
