@@ -205,6 +205,10 @@ do_uninstall() {
     die "claude plugin list still shows $PLUGIN@$MARKETPLACE; bin/ was left in place"
   fi
   unlink_commands
+  # The status line --statusline added would point at a binary that is about to go.
+  if [ -x "$ROOT/bin/marshal" ]; then
+    "$ROOT/bin/marshal" statusline --uninstall || say "  could not check ~/.claude/settings.json for marshal's status line"
+  fi
   rm -rf "$ROOT/bin"
   ok "removed $ROOT/bin"
   say "Your ledger and log are kept in ${MARSHAL_STATE_DIR:-$HOME/.claude/plugins/data/$PLUGIN-$MARKETPLACE}; delete that folder to remove them."

@@ -311,6 +311,22 @@ fn install_offers_the_status_line_and_never_replaces_one() {
     // Without the option, install only mentions it.
     let out = sandbox.install_sh(&["--binaries", binaries.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Optional: ./install.sh --statusline"));
+
+    // Uninstall removes marshal's status line, not one of the user's.
+    std::fs::write(
+        &settings_path,
+        std::fs::read_to_string(&settings_path).unwrap().replace("my-own-status", &command),
+    )
+    .unwrap();
+    let out = sandbox.install_sh(&["--uninstall"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Status line removed from"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&settings_path).unwrap()).unwrap();
+    assert!(after.get("statusLine").is_none(), "{after}");
 }
 
 #[test]

@@ -371,8 +371,8 @@ fn apply_layer(
         }
         if trust == Trust::Project && USER_ONLY_KEYS.contains(&key.as_str()) {
             provenance.warnings.push(format!(
-                "{source}: key '{key}' is ignored in a project's configuration (it touches privacy, spending or \
-                 process spawning); set it in ~/.claude/marshal.json or with a MARSHAL_* variable"
+                "{source}: key '{key}' is ignored in a project's configuration (it touches privacy, spending, \
+                 process spawning or what you are told things cost); set it in ~/.claude/marshal.json"
             ));
             continue;
         }
@@ -525,8 +525,12 @@ fn apply_modes(rules: &mut ModeRules, value: &Value, source: &str) -> Result<(),
     Ok(())
 }
 
-/// `"budget": {"step_down_at": 80}` (percent of the 5-hour window; `null` or `false`: never).
+/// `"budget": {"step_down_at": 80}` (percent of the 5-hour window; `false` there, or `"budget":
+/// false`: never).
 fn budget_step_down(value: &Value, source: &str) -> Result<Option<f64>, ConfigError> {
+    if matches!(value, Value::Bool(false) | Value::Null) {
+        return Ok(None);
+    }
     let map =
         value.as_object().ok_or_else(|| err(source, "budget", "an object such as {\"step_down_at\": 80}"))?;
     let mut step_down_at = Some(80.0);
@@ -1057,6 +1061,7 @@ mod tests {
             (r#"{"budget":{"step_down_at":90}}"#, Some(90.0), None),
             (r#"{"budget":{"step_down_at":false}}"#, None, None),
             (r#"{"budget":{"step_down_at":null}}"#, None, None),
+            (r#"{"budget":false}"#, None, None),
             (r#"{"budget":{"step_down_at":0}}"#, Some(80.0), Some("budget.step_down_at")),
             (r#"{"budget":{"stepdown":70}}"#, Some(80.0), Some("budget.stepdown")),
         ] {

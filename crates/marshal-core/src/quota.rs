@@ -78,13 +78,13 @@ impl RateLimits {
 /// The word a user puts in a prompt to keep its tier when the budget is tight.
 pub const CRITICAL_MARKER: &str = "#critical";
 
-/// Whether the prompt is marked critical (`#critical`, any case).
+/// Whether the prompt is marked critical (`#critical` as a word, any case).
 pub fn is_critical(prompt: &str) -> bool {
-    prompt.len() >= CRITICAL_MARKER.len()
-        && prompt
-            .as_bytes()
-            .windows(CRITICAL_MARKER.len())
-            .any(|w| w.eq_ignore_ascii_case(CRITICAL_MARKER.as_bytes()))
+    let (bytes, marker) = (prompt.as_bytes(), CRITICAL_MARKER.as_bytes());
+    (0..bytes.len().saturating_sub(marker.len() - 1)).any(|at| {
+        bytes[at..at + marker.len()].eq_ignore_ascii_case(marker)
+            && bytes.get(at + marker.len()).is_none_or(|next| !next.is_ascii_alphanumeric() && *next != b'_')
+    })
 }
 
 #[cfg(test)]
@@ -133,5 +133,7 @@ mod tests {
         assert!(is_critical("fix the outage #CRITICAL"));
         assert!(!is_critical("fix this critical bug"));
         assert!(!is_critical("#crit"));
+        assert!(!is_critical("explain #criticality scores"), "a word, not a prefix");
+        assert!(is_critical("#critical: the login is down"));
     }
 }

@@ -316,7 +316,8 @@ impl Report {
                 *mine.entry(kind).or_default() += n;
             }
         }
-        if other.last_rate_limit > self.last_rate_limit {
+        let at = |ts: &Option<String>| ts.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        if at(&other.last_rate_limit) > at(&self.last_rate_limit) {
             self.last_rate_limit = other.last_rate_limit;
         }
     }
@@ -329,8 +330,14 @@ impl Report {
             .or_default()
             .entry(displayable(&row.error).into_owned())
             .or_default() += 1;
-        if row.error == RATE_LIMIT && self.last_rate_limit.as_deref() < Some(&row.ts) {
-            self.last_rate_limit = Some(displayable(&row.ts).into_owned());
+        // Compared as times, so a record with a broken time stamp never wins.
+        let at = |ts: &str| DateTime::parse_from_rfc3339(ts).ok();
+        if row.error == RATE_LIMIT {
+            if let Some(new) = at(&row.ts) {
+                if self.last_rate_limit.as_deref().and_then(at).is_none_or(|held| new > held) {
+                    self.last_rate_limit = Some(row.ts.to_string());
+                }
+            }
         }
     }
 
@@ -728,14 +735,15 @@ mod tests {
             line("2026-11-21T09:00:00Z", "server_error"),
             line("2026-11-21T11:00:00Z", "rate_limit"),
             line("2026-11-21T10:00:00Z", "rate_limit"),
+            line("bad", "rate_limit"),
         ]
         .join("\n")
             + "\n";
         let report = read_ledger_from(ledger.as_bytes(), &Filter::default()).unwrap();
-        assert_eq!(report.failures_of(RATE_LIMIT), 3);
+        assert_eq!(report.failures_of(RATE_LIMIT), 4);
         assert_eq!(report.failures["2026-11-21"]["server_error"], 1);
         assert_eq!(report.last_rate_limit.as_deref(), Some("2026-11-21T11:00:00Z"));
-        assert_eq!((report.records, report.overall.turns()), (4, 0), "failures are not turns");
+        assert_eq!((report.records, report.overall.turns()), (5, 0), "failures are not turns");
         let since = Filter { since: Some("2026-11-21T00:00:00Z".parse().unwrap()), ..Filter::default() };
         assert_eq!(read_ledger_from(ledger.as_bytes(), &since).unwrap().failures_of(RATE_LIMIT), 2);
     }

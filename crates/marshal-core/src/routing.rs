@@ -281,9 +281,12 @@ fn recommend(
         None => reasons.push("task general: no rule matched".to_string()),
     }
     match &verdict {
-        Some(verdict) => {
-            reasons.push(format!("classifier -> {} ({:.2})", tier.as_str(), verdict.confidence()))
-        }
+        // The classifier's own call; a budget step-down below has its own reason.
+        Some(verdict) => reasons.push(format!(
+            "classifier -> {} ({:.2})",
+            tier_of(verdict.label).as_str(),
+            verdict.confidence()
+        )),
         None => reasons.push(format!("score {score}/10 -> {}", tier.as_str())),
     }
     if agent.is_some() {

@@ -14,7 +14,8 @@
 //! Counting follows ccusage, the tool Claude Code users already trust, so totals agree: a
 //! response written as several lines (same `message.id` and `requestId`; without a `requestId`,
 //! same `message.id` and `timestamp`) counts once, as its line with the most tokens; a line
-//! without `message.id` always counts. Lines are read in bounded chunks, files in parallel.
+//! without `message.id` always counts; a line without a readable `timestamp` does not. Lines are
+//! read one at a time, files in parallel.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +24,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::agents::{normalize_agent_name, Tier};
@@ -273,6 +274,9 @@ fn read_transcript(file: &TranscriptFile) -> FileUsage {
             }),
         };
         match response {
+            // A response with no readable time stamp cannot be put on a day; ccusage leaves it
+            // out too, and totals must agree.
+            Some(Some(response)) if response.at_ms.is_none() => usage.unreadable += 1,
             Some(Some(response)) => usage.responses.push(response),
             // A `usage` key somewhere else in the line (not a response's usage).
             Some(None) => {}
@@ -496,7 +500,7 @@ pub struct UsageReport {
     pub by_outcome: BTreeMap<String, Bucket>,
     pub by_day: BTreeMap<String, Bucket>,
     pub by_project: BTreeMap<String, Bucket>,
-    /// Day (local time) -> tier -> cost: the report's chart.
+    /// Day (UTC) -> tier -> cost: the report's chart.
     pub cost_by_day_and_tier: BTreeMap<String, BTreeMap<String, f64>>,
     pub total: Bucket,
     pub savings: Savings,
@@ -604,8 +608,8 @@ fn aggregate(files: &[TranscriptFile], read: &[FileUsage], inputs: &UsageInputs)
                 (None, FileKind::Main) => MAIN_AGENT,
             };
             let outcome = outcome_name(&owner);
-            let day =
-                at.map(|at| at.with_timezone(&Local).format("%Y-%m-%d").to_string()).unwrap_or_default();
+            // UTC days, as `marshal report` counts them, so both charts of a page agree.
+            let day = at.map(|at| at.format("%Y-%m-%d").to_string()).unwrap_or_default();
             for (map, key) in [
                 (&mut report.by_model, model),
                 (&mut report.by_tier, tier),

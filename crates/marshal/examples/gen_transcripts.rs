@@ -241,7 +241,12 @@ fn main() -> Result<()> {
     let mut clock = 1_793_000_000i64; // late October 2026
     let mut n = 0;
     let mut ledger = match &ledger_path {
-        Some(path) => Some(BufWriter::new(std::fs::File::create(path).with_context(|| path.clone())?)),
+        Some(path) => {
+            if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            Some(BufWriter::new(std::fs::File::create(path).with_context(|| path.clone())?))
+        }
         None => None,
     };
     while written < target {

@@ -597,7 +597,9 @@ fn cost_chart(by_day: &BTreeMap<String, BTreeMap<String, f64>>) -> String {
                 escape_html(&crate::usage::usd(*cost))
             );
         }
-        if i % label_every == 0 || i == days.len() - 1 {
+        // Every few days and always the last; a regular label too close to the last gives way.
+        let last = days.len() - 1;
+        if i == last || (i % label_every == 0 && last - i >= label_every.div_ceil(2)) {
             let _ = write!(
                 svg,
                 r##"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle" fill="#555">{}</text>"##,

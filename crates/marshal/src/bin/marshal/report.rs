@@ -71,7 +71,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
     /// Also read Claude Code's transcripts from DIR for cost and savings (repeatable; default as
-    /// `marshal usage`: CLAUDE_CONFIG_DIR, else ~/.claude).
+    /// `marshal usage`: CLAUDE_CONFIG_DIR, else ~/.config/claude and ~/.claude).
     #[arg(long = "claude-dir", value_name = "DIR", conflicts_with = "no_usage")]
     claude_dirs: Vec<PathBuf>,
     /// Leave out cost and savings (read no transcripts).
@@ -112,7 +112,10 @@ pub fn run(args: ReportArgs) -> Result<()> {
     if let Some(missing) = args.ledgers.iter().find(|path| !path.exists()) {
         bail!("no ledger at {} (a file given with --ledger must exist)", missing.display());
     }
-    let ledgers = if args.ledgers.is_empty() { vec![default_ledger()?] } else { args.ledgers.clone() };
+    if let Some(bad) = args.claude_dirs.iter().find(|dir| !dir.is_dir()) {
+        bail!("{} is not a folder (a folder given with --claude-dir must exist)", bad.display());
+    }
+    let ledgers = if args.ledgers.is_empty() { vec![default_ledger()?] } else { distinct(&args.ledgers) };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let mut total = Report::default();
@@ -160,6 +163,20 @@ pub fn run(args: ReportArgs) -> Result<()> {
     crate::write_stdout(&out)
 }
 
+/// The paths in order, each file once (the same ledger named twice would count every turn twice).
+pub fn distinct(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for path in paths {
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        if !seen.contains(&key) {
+            seen.push(key);
+            out.push(path.clone());
+        }
+    }
+    out
+}
+
 fn default_ledger() -> Result<PathBuf> {
     let dir = paths::state_dir_for_cli(&StateDirEnv::from_process())
         .context("no state directory: set MARSHAL_STATE_DIR or HOME, or pass --ledger PATH")?;
@@ -185,7 +202,12 @@ pub(crate) enum When {
 pub(crate) fn parse_when(text: &str, now: DateTime<Utc>, which: When) -> Result<DateTime<Utc>> {
     let text = text.trim();
     if let Some(ago) = parse_duration(text) {
-        return Ok(now - ago);
+        // Years back, at most: a duration that reaches before the calendar marshal can print is
+        // a typo, not a period.
+        return now
+            .checked_sub_signed(ago)
+            .filter(|at| at.timestamp() >= 0 && ago >= Duration::zero())
+            .with_context(|| format!("'{text}' reaches back before 1970"));
     }
     let today = now.date_naive();
     let named_day = match text {
@@ -244,5 +266,8 @@ mod tests {
         let err = parse_when("last tuesday", now, When::Since).unwrap_err().to_string();
         assert!(err.contains("not a date"), "{err}");
         assert!(parse_when("7y", now, When::Since).is_err());
+        for too_far in ["99999999999d", "300000w", "-5d"] {
+            assert!(parse_when(too_far, now, When::Since).is_err(), "{too_far}");
+        }
     }
 }

@@ -38,7 +38,7 @@ pub fn run(args: UsageArgs) -> Result<()> {
     let now = Utc::now();
     let filter = args.period.filter(now)?;
     if let Some(missing) = args.claude_dirs.iter().find(|dir| !dir.is_dir()) {
-        bail!("no folder at {} (a folder given with --claude-dir must exist)", missing.display());
+        bail!("{} is not a folder (a folder given with --claude-dir must exist)", missing.display());
     }
     if let Some(missing) = args.ledgers.iter().find(|path| !path.exists()) {
         bail!("no ledger at {} (a file given with --ledger must exist)", missing.display());
@@ -256,7 +256,12 @@ fn bucket_table(out: &mut String, heading: &str, map: &BTreeMap<String, Bucket>,
 fn text(report: &UsageReport, source: &Source) -> String {
     let mut out = String::new();
     let dirs: Vec<String> = source.claude_dirs.iter().map(|d| d.display().to_string()).collect();
-    let _ = writeln!(out, "marshal usage: {} transcript files in {}", report.files, dirs.join(", "));
+    let files = if report.files == 1 {
+        "1 transcript file".to_string()
+    } else {
+        format!("{} transcript files", report.files)
+    };
+    let _ = writeln!(out, "marshal usage: {files} in {}", dirs.join(", "));
     for dir in source.missing {
         let _ = writeln!(out, "  (no projects/ folder in {})", dir.display());
     }
@@ -284,13 +289,21 @@ fn text(report: &UsageReport, source: &Source) -> String {
     if report.total.unpriced_requests > 0 {
         out.push_str("\n* some responses are from models with no known price: their tokens are counted, their cost is not (add them under \"prices\" in ~/.claude/marshal.json).\n");
     }
-    if report.duplicates + report.unreadable_lines > 0 || !report.errors.is_empty() {
+    if report.duplicates > 0 {
         let _ = writeln!(
             out,
-            "\nCounted once: {} duplicate lines of the same response. Unreadable usage lines skipped: {}.",
-            count(report.duplicates),
+            "\nCounted once: {} duplicate lines of a response already counted.",
+            count(report.duplicates)
+        );
+    }
+    if report.unreadable_lines > 0 {
+        let _ = writeln!(
+            out,
+            "Skipped: {} usage lines that could not be read (or had no time stamp).",
             count(report.unreadable_lines)
         );
+    }
+    if !report.errors.is_empty() {
         for error in &report.errors {
             let _ = writeln!(out, "  could not read {error}");
         }
