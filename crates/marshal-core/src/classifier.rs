@@ -69,15 +69,20 @@ impl Label {
 /// strong work for a non-request) costs four times an adjacent one.
 pub const COST: [[f32; 4]; 4] = [
     // chosen: none weak base strong
-    [0.0, 1.0, 1.0, 4.0], // truth none
-    [1.0, 0.0, 1.0, 4.0], // truth weak
+    [0.0, 1.0, 1.0, 2.0], // truth none
+    [1.0, 0.0, 1.0, 2.0], // truth weak
     [1.0, 1.0, 0.0, 1.0], // truth base
-    [2.0, 4.0, 1.0, 0.0], // truth strong
+    [2.0, 2.0, 1.0, 0.0], // truth strong
 ];
 
-/// A severe misroute: a choice [`COST`] prices at four adjacent mistakes.
+/// A severe misroute, as the issue defines it: weak and strong confused either way, or a prompt
+/// that needed no agent sent to the strong tier. Fixed here, apart from [`COST`], so that tuning
+/// the decision's prices never changes what is counted as severe.
 pub fn is_severe(truth: Label, chosen: Label) -> bool {
-    COST[truth.index()][chosen.index()] >= 4.0
+    matches!(
+        (truth, chosen),
+        (Label::Weak, Label::Strong) | (Label::Strong, Label::Weak) | (Label::None, Label::Strong)
+    )
 }
 
 /// Where extracted features go: hashed for scoring and training, named for `--explain`.

@@ -625,14 +625,17 @@ mod tests {
     }
 
     #[test]
-    fn known_misses_are_not_severe() {
-        // Hard work asked in very few words goes to base today, never to weak.
+    fn hard_work_in_few_words_never_goes_weak() {
+        // Strong by the rubric; a miss here may reach base (an adjacent mistake), never weak.
         for prompt in [
             "quick question about our distributed consensus design",
             "find the root cause of the deadlock in the job scheduler",
+            "why does this deadlock only in prod",
         ] {
-            assert_eq!(rec_of(prompt).tier, Tier::Base, "{prompt}");
+            let tier = rec_of(prompt).tier;
+            assert!(matches!(tier, Tier::Base | Tier::Strong), "{prompt}: {tier:?}");
         }
+        assert_eq!(rec_of("quick question about our distributed consensus design").tier, Tier::Strong);
     }
 
     #[test]
