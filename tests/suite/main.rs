@@ -13,3 +13,4 @@ mod orchestration;
 mod reliability;
 mod support;
 mod usage;
+mod workflow;

@@ -25,6 +25,16 @@ impl Tier {
         }
     }
 
+    /// A tier by name (`weak`, `base`, `strong`; any case, spaces around ignored).
+    pub fn parse(name: &str) -> Option<Tier> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "weak" => Some(Tier::Weak),
+            "base" => Some(Tier::Base),
+            "strong" => Some(Tier::Strong),
+            _ => None,
+        }
+    }
+
     /// The next stronger tier, if any.
     pub fn stronger(self) -> Option<Tier> {
         match self {

@@ -480,7 +480,7 @@ fn apply_tier_table(
 ) -> Result<(), ConfigError> {
     let map = value.as_object().ok_or_else(|| err(source, key, "an object with weak, base and/or strong"))?;
     for (tier_name, v) in map {
-        let tier = parse_tier(tier_name).ok_or_else(|| {
+        let tier = Tier::parse(tier_name).ok_or_else(|| {
             err(source, &format!("{key}.{tier_name}"), "one of the tiers weak, base, strong")
         })?;
         let text = v
@@ -765,7 +765,7 @@ fn parse_rule(
         None => None,
         Some(v) => Some(
             v.as_str()
-                .and_then(parse_tier)
+                .and_then(Tier::parse)
                 .ok_or_else(|| err(source, &format!("{key}.tier"), "weak, base or strong"))?,
         ),
     };
@@ -797,15 +797,6 @@ fn disable_rules(rules: &mut Vec<Rule>, ids: &[String], source: &str, warnings: 
         if rules.len() == before {
             warnings.push(format!("{source}: no rule '{id}' to disable"));
         }
-    }
-}
-
-fn parse_tier(name: &str) -> Option<Tier> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "weak" => Some(Tier::Weak),
-        "base" => Some(Tier::Base),
-        "strong" => Some(Tier::Strong),
-        _ => None,
     }
 }
 

@@ -33,6 +33,7 @@ pub mod store;
 pub mod turns;
 pub mod usage;
 pub mod wire;
+pub mod workflow;
 
 /// The plugin's name, as Claude Code knows it: plugin agents are addressed as `marshal:<agent>`.
 pub const PLUGIN_NAME: &str = "marshal";

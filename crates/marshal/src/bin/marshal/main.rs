@@ -8,6 +8,7 @@ mod report;
 mod route;
 mod statusline;
 mod usage;
+mod workflow;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ enum Command {
     /// One line for Claude Code's status line: last route, today's compliance and savings,
     /// rate-limit windows (reads Claude Code's JSON on stdin). `--install` sets it up.
     Statusline(statusline::StatuslineArgs),
+    /// Check a workflow file (routed, multi-step work) and show its plan.
+    Workflow(workflow::WorkflowArgs),
     /// Print where marshal keeps its ledger, session journals and log.
     Paths,
     /// Check the installation and say how to fix what is wrong (exit status 1 if anything is).
@@ -56,6 +59,11 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Usage(args) => usage::run(args),
         Command::Statusline(args) => statusline::run(args),
+        Command::Workflow(args) => match workflow::run(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(err) => Err(err),
+        },
         Command::Paths => print_paths(),
         Command::Doctor(args) => match doctor::run(args) {
             Ok(true) => Ok(()),

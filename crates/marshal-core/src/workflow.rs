@@ -1,0 +1,450 @@
+//! Workflows: named steps, each a prompt for one routed agent, ordered by `depends_on`, with
+//! prompt templates filled from variables and earlier steps' outputs. This module is the pure
+//! part: the checked shape of a workflow, every problem in it (with the line it is on), the
+//! waves of steps that can run together, and template filling. Reading YAML is the CLI's
+//! (`marshal workflow`): no YAML parser may reach a hook binary.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::agents::Tier;
+
+/// What happens to a step's dependants when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Its dependants do not run (other branches finish).
+    #[default]
+    Stop,
+    /// Its dependants run anyway, with an empty output in its place.
+    Continue,
+}
+
+/// A line in the workflow file, for messages (`None`: not known).
+pub type Line = Option<usize>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub id: String,
+    pub line: Line,
+    pub prompt: String,
+    pub prompt_line: Line,
+    /// Forces the tier; with neither `tier` nor `agent`, the step is routed like any prompt.
+    pub tier: Option<Tier>,
+    /// Runs this agent (by name).
+    pub agent: Option<String>,
+    /// The steps this one waits for, with the line each is named on.
+    pub depends_on: Vec<(String, Line)>,
+    pub on_failure: OnFailure,
+    pub timeout_seconds: Option<u64>,
+    pub retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Workflow {
+    pub name: String,
+    pub vars: BTreeMap<String, String>,
+    pub timeout_seconds: Option<u64>,
+    pub retries: Option<u32>,
+    pub steps: Vec<Step>,
+}
+
+/// One thing wrong with a workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Line,
+    pub message: String,
+}
+
+/// A `{vars.NAME}` or `{steps.ID.output}` in a prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placeholder {
+    Var(String),
+    Output(String),
+    /// Looks like a placeholder (`{vars...}` or `{steps...}`) but is not one of the two forms.
+    Malformed(String),
+}
+
+/// The placeholders of a template, in order. Only `{vars.…}` and `{steps.…}` are placeholders;
+/// any other brace (JSON, code) is text, and `{{` is a literal `{`.
+pub fn placeholders(template: &str) -> Vec<Placeholder> {
+    let mut found = Vec::new();
+    scan(template, |inner| {
+        found.push(classify(inner));
+        None
+    });
+    found
+}
+
+fn classify(inner: &str) -> Placeholder {
+    let parts: Vec<&str> = inner.split('.').collect();
+    let name_ok =
+        |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    match parts.as_slice() {
+        ["vars", name] if name_ok(name) => Placeholder::Var(name.to_string()),
+        ["steps", id, "output"] if name_ok(id) => Placeholder::Output(id.to_string()),
+        _ => Placeholder::Malformed(inner.to_string()),
+    }
+}
+
+/// Walks a template; `fill` gets each `{vars…}`/`{steps…}` body and returns its text (or
+/// `None` to keep it as written). Returns the filled text.
+fn scan(template: &str, mut fill: impl FnMut(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(stripped) = after.strip_prefix('{') {
+            out.push('{');
+            rest = stripped;
+            continue;
+        }
+        let body_end = after.find('}').filter(|end| !after[..*end].contains(['{', '\n', ' ']));
+        match body_end {
+            Some(end) if after.starts_with("vars") || after.starts_with("steps") => {
+                let inner = &after[..end];
+                match fill(inner) {
+                    Some(text) => out.push_str(&text),
+                    None => {
+                        out.push('{');
+                        out.push_str(inner);
+                        out.push('}');
+                    }
+                }
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Fills a template. Call after [`check`]: every placeholder is then known.
+pub fn render(template: &str, vars: &BTreeMap<String, String>, outputs: &BTreeMap<String, String>) -> String {
+    scan(template, |inner| match classify(inner) {
+        Placeholder::Var(name) => vars.get(&name).cloned(),
+        Placeholder::Output(id) => Some(outputs.get(&id).cloned().unwrap_or_default()),
+        Placeholder::Malformed(_) => None,
+    })
+}
+
+/// Every problem in a workflow, in file order: duplicate ids, unknown dependencies, cycles
+/// (with their path), unknown or malformed placeholders, a step output used without depending
+/// on that step, `tier` with `agent`. Keys the file should not have are the parser's to report.
+pub fn check(workflow: &Workflow) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<&str, Line> = BTreeMap::new();
+    if workflow.steps.is_empty() {
+        problems.push(Problem { line: None, message: "the workflow has no steps".into() });
+    }
+    for step in &workflow.steps {
+        if let Some(first) = seen.get(step.id.as_str()) {
+            problems.push(Problem {
+                line: step.line,
+                message: format!("duplicate step id '{}' (first used{})", step.id, at_line(*first)),
+            });
+        } else {
+            seen.insert(&step.id, step.line);
+        }
+        if step.tier.is_some() && step.agent.is_some() {
+            problems.push(Problem {
+                line: step.line,
+                message: format!("step '{}' sets both tier and agent: keep one", step.id),
+            });
+        }
+    }
+    for step in &workflow.steps {
+        for (dep, line) in &step.depends_on {
+            if !seen.contains_key(dep.as_str()) {
+                problems.push(Problem {
+                    line: line.or(step.line),
+                    message: format!(
+                        "step '{}' depends on '{dep}', which is not a step{}",
+                        step.id,
+                        suggestion(dep, seen.keys())
+                    ),
+                });
+            } else if dep == &step.id {
+                problems.push(Problem {
+                    line: line.or(step.line),
+                    message: format!("step '{}' depends on itself", step.id),
+                });
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(workflow) {
+        let first = workflow.steps.iter().find(|s| s.id == cycle[0]).and_then(|s| s.line);
+        problems.push(Problem { line: first, message: format!("dependency cycle: {}", cycle.join(" -> ")) });
+    }
+    for step in &workflow.steps {
+        let upstream = ancestors(workflow, &step.id);
+        for placeholder in placeholders(&step.prompt) {
+            let message = match placeholder {
+                Placeholder::Var(name) if !workflow.vars.contains_key(&name) => format!(
+                    "step '{}' uses {{vars.{name}}}, but no such variable is set (add it under vars, or pass --var {name}=...)",
+                    step.id
+                ),
+                Placeholder::Output(id) if !seen.contains_key(id.as_str()) => {
+                    format!("step '{}' uses {{steps.{id}.output}}, but there is no step '{id}'", step.id)
+                }
+                Placeholder::Output(id) if !upstream.contains(&id) => format!(
+                    "step '{}' uses {{steps.{id}.output}} without depending on '{id}' (add it to depends_on)",
+                    step.id
+                ),
+                Placeholder::Malformed(inner) => format!(
+                    "step '{}' has an unknown placeholder {{{inner}}} (the forms are {{vars.NAME}} and {{steps.ID.output}}; write {{{{ for a literal brace)",
+                    step.id
+                ),
+                _ => continue,
+            };
+            problems.push(Problem { line: step.prompt_line.or(step.line), message });
+        }
+    }
+    problems.sort_by_key(|p| p.line.unwrap_or(0));
+    problems
+}
+
+fn at_line(line: Line) -> String {
+    line.map(|l| format!(" on line {l}")).unwrap_or_default()
+}
+
+/// " (did you mean 'x'?)" for a name one or two edits from a known one.
+fn suggestion<'a>(name: &str, known: impl Iterator<Item = &'a &'a str>) -> String {
+    known
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = if ca == *cb { prev } else { prev + 1 };
+            prev = row[j + 1];
+            row[j + 1] = cost.min(row[j] + 1).min(prev + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// Every step `id` waits for, directly or not (known steps only).
+pub fn ancestors(workflow: &Workflow, id: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![id.to_string()];
+    while let Some(current) = stack.pop() {
+        let Some(step) = workflow.steps.iter().find(|s| s.id == current) else { continue };
+        for (dep, _) in &step.depends_on {
+            if found.insert(dep.clone()) {
+                stack.push(dep.clone());
+            }
+        }
+    }
+    found
+}
+
+/// Each id's step; with a duplicate id (a problem of its own), the first one.
+fn first_index(workflow: &Workflow) -> BTreeMap<&str, usize> {
+    let mut index = BTreeMap::new();
+    for (i, step) in workflow.steps.iter().enumerate() {
+        index.entry(step.id.as_str()).or_insert(i);
+    }
+    index
+}
+
+/// A dependency cycle as a path that ends where it starts (`a -> b -> a`), if there is one.
+fn find_cycle(workflow: &Workflow) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    let index = first_index(workflow);
+    let mut marks = vec![Mark::New; workflow.steps.len()];
+    fn visit(
+        at: usize,
+        workflow: &Workflow,
+        index: &BTreeMap<&str, usize>,
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<String>> {
+        marks[at] = Mark::Open;
+        path.push(at);
+        for (dep, _) in &workflow.steps[at].depends_on {
+            let Some(&next) = index.get(dep.as_str()) else { continue };
+            if next == at {
+                continue; // reported as "depends on itself"
+            }
+            match marks[next] {
+                Mark::Open => {
+                    let from = path.iter().position(|p| *p == next).unwrap_or(0);
+                    let mut cycle: Vec<String> =
+                        path[from..].iter().map(|i| workflow.steps[*i].id.clone()).collect();
+                    cycle.push(workflow.steps[next].id.clone());
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    if let Some(cycle) = visit(next, workflow, index, marks, path) {
+                        return Some(cycle);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[at] = Mark::Done;
+        None
+    }
+    (0..workflow.steps.len()).find_map(|start| {
+        if marks[start] != Mark::New {
+            return None;
+        }
+        visit(start, workflow, &index, &mut marks, &mut Vec::new())
+    })
+}
+
+/// The steps in waves: each wave's steps depend only on earlier waves, so they can run
+/// together. File order within a wave. Call after [`check`] found nothing.
+pub fn waves(workflow: &Workflow) -> Vec<Vec<usize>> {
+    let mut wave_of: Vec<Option<usize>> = vec![None; workflow.steps.len()];
+    let index = first_index(workflow);
+    let mut placed = 0;
+    let mut round = 0;
+    while placed < workflow.steps.len() && round <= workflow.steps.len() {
+        let ready: Vec<usize> = (0..workflow.steps.len())
+            .filter(|&i| wave_of[i].is_none())
+            .filter(|&i| {
+                workflow.steps[i].depends_on.iter().all(|(dep, _)| {
+                    index.get(dep.as_str()).is_some_and(|&d| wave_of[d].is_some_and(|w| w < round))
+                })
+            })
+            .collect();
+        for i in &ready {
+            wave_of[*i] = Some(round);
+        }
+        placed += ready.len();
+        round += 1;
+    }
+    let mut waves: Vec<Vec<usize>> = vec![Vec::new(); round];
+    for (i, wave) in wave_of.iter().enumerate() {
+        if let Some(w) = wave {
+            waves[*w].push(i);
+        }
+    }
+    waves.retain(|w| !w.is_empty());
+    waves
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(id: &str, line: usize, prompt: &str, deps: &[&str]) -> Step {
+        Step {
+            id: id.into(),
+            line: Some(line),
+            prompt: prompt.into(),
+            prompt_line: Some(line + 1),
+            tier: None,
+            agent: None,
+            depends_on: deps.iter().map(|d| (d.to_string(), Some(line + 2))).collect(),
+            on_failure: OnFailure::Stop,
+            timeout_seconds: None,
+            retries: None,
+        }
+    }
+
+    fn research() -> Workflow {
+        Workflow {
+            name: "research".into(),
+            vars: [("topic".to_string(), "retry policies".to_string())].into_iter().collect(),
+            steps: vec![
+                step("search", 5, "Find three papers on {vars.topic}", &[]),
+                step("critique", 9, "Critique: {steps.search.output}", &["search"]),
+                step(
+                    "summary",
+                    13,
+                    "Summarise {steps.search.output} and {steps.critique.output}",
+                    &["search", "critique"],
+                ),
+            ],
+            ..Workflow::default()
+        }
+    }
+
+    #[test]
+    fn a_good_workflow_has_no_problems_and_runs_in_waves() {
+        let wf = research();
+        assert_eq!(check(&wf), vec![]);
+        assert_eq!(waves(&wf), vec![vec![0], vec![1], vec![2]]);
+        let mut diamond = research();
+        diamond.steps[2].depends_on = vec![("search".into(), None)];
+        diamond.steps[2].prompt = "Summarise {steps.search.output}".into();
+        assert_eq!(waves(&diamond), vec![vec![0], vec![1, 2]], "independent steps share a wave");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let mut wf = research();
+        wf.steps.push(step("search", 20, "again", &[]));
+        wf.steps.push(step("loop-a", 24, "x", &["loop-b"]));
+        wf.steps.push(step("loop-b", 28, "y", &["loop-a"]));
+        wf.steps.push(step(
+            "typo",
+            32,
+            "z {vars.topc} {steps.critique.output} {steps.nope.output} {vars}",
+            &["serch"],
+        ));
+        wf.steps.push(Step {
+            tier: Some(Tier::Weak),
+            agent: Some("x".into()),
+            ..step("both", 36, "ok", &[])
+        });
+        let problems = check(&wf);
+        let lines: Vec<(usize, &str)> =
+            problems.iter().map(|p| (p.line.unwrap(), p.message.as_str())).collect();
+        assert!(lines.contains(&(20, "duplicate step id 'search' (first used on line 5)")), "{lines:#?}");
+        assert!(lines.contains(&(24, "dependency cycle: loop-a -> loop-b -> loop-a")), "{lines:#?}");
+        assert!(
+            lines.contains(&(
+                34,
+                "step 'typo' depends on 'serch', which is not a step (did you mean 'search'?)"
+            )),
+            "{lines:#?}"
+        );
+        let typo: Vec<&str> = lines.iter().filter(|(l, _)| *l == 33).map(|(_, m)| *m).collect();
+        assert_eq!(typo.len(), 4, "{typo:#?}");
+        assert!(typo[0].contains("{vars.topc}") && typo[0].contains("--var topc="), "{}", typo[0]);
+        assert!(typo[1].contains("without depending on 'critique'"), "{}", typo[1]);
+        assert!(typo[2].contains("there is no step 'nope'"), "{}", typo[2]);
+        assert!(typo[3].contains("unknown placeholder {vars}"), "{}", typo[3]);
+        assert!(lines.contains(&(36, "step 'both' sets both tier and agent: keep one")), "{lines:#?}");
+        assert_eq!(check(&Workflow::default())[0].message, "the workflow has no steps");
+    }
+
+    #[test]
+    fn templates_fill_only_their_two_forms() {
+        let vars: BTreeMap<String, String> =
+            [("topic".to_string(), "caching".to_string())].into_iter().collect();
+        let outputs: BTreeMap<String, String> =
+            [("search".to_string(), "three papers".to_string())].into_iter().collect();
+        let template = r#"On {vars.topic}: {steps.search.output}. JSON stays: {"a": {"b": 1}} and {{vars.topic}} is literal; {unrelated} too"#;
+        assert_eq!(
+            render(template, &vars, &outputs),
+            r#"On caching: three papers. JSON stays: {"a": {"b": 1}} and {vars.topic}} is literal; {unrelated} too"#
+        );
+        assert_eq!(
+            placeholders(template),
+            vec![Placeholder::Var("topic".into()), Placeholder::Output("search".into())]
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! `marshal workflow`: reads a workflow file (YAML, or JSON, which is YAML too) with its line
+//! numbers, checks all of it (marshal_core::workflow), and shows the plan: the waves of steps
+//! that can run together, and where each step is routed and why.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use marshal_core::agents::{plugin_subagent_type, Tier};
+use marshal_core::context::{self, RoutingContext};
+use marshal_core::paths::{self, StateDirEnv};
+use marshal_core::routing::{self, Decision};
+use marshal_core::workflow::{self, OnFailure, Problem, Step, Workflow};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use serde_saphyr::Spanned;
+
+#[derive(Args)]
+pub struct WorkflowArgs {
+    #[command(subcommand)]
+    command: WorkflowCommand,
+}
+
+#[derive(Subcommand)]
+enum WorkflowCommand {
+    /// Check a workflow file and show its plan: the steps in waves (a wave's steps can run
+    /// together), with each step's route and the reason. Exit status 1 when the file has problems.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The workflow file (YAML or JSON).
+    file: PathBuf,
+    /// Set a variable (repeatable): overrides the file's `vars`.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
+    /// Print JSON: {name, file, problems: [{line, message}], waves: [[{id, tier, agent, model, reason, depends_on, on_failure}]]}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: WorkflowArgs) -> Result<bool> {
+    match args.command {
+        WorkflowCommand::Check(args) => check(args),
+    }
+}
+
+/// The largest workflow file read: a workflow is a page of YAML, not a data set.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkflow {
+    name: String,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    steps: Vec<RawStep>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    timeout_seconds: Option<u64>,
+    retries: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    id: Spanned<String>,
+    prompt: Spanned<String>,
+    tier: Option<Spanned<String>>,
+    agent: Option<String>,
+    #[serde(default)]
+    depends_on: Vec<Spanned<String>>,
+    on_failure: Option<Spanned<String>>,
+    timeout_seconds: Option<u64>,
+    retries: Option<u32>,
+}
+
+/// Reads and converts a workflow file. `Err` is a file that cannot be read or parsed (one
+/// message with its line); the problems of a file that parses come from [`workflow::check`].
+pub fn load(path: &Path, overrides: &[String]) -> Result<(Workflow, Vec<Problem>)> {
+    let bytes = marshal_core::fsutil::read_capped(path, MAX_FILE_BYTES, marshal_core::fsutil::Links::Follow)?
+        .with_context(|| format!("no workflow file at {}", path.display()))?;
+    let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+    let raw: RawWorkflow = serde_saphyr::from_str(&text).map_err(|err| {
+        let line = err.location().map(|l| format!(":{}", l.line())).unwrap_or_default();
+        // The parser's first line says it all; the rest is its own source excerpt.
+        let message = err.to_string();
+        let first = message.lines().next().unwrap_or("not a workflow").trim_start_matches("error: ");
+        // Its "line L column C: " prefix is said once, as file:line.
+        let first = first
+            .split_once(": ")
+            .filter(|(head, _)| head.starts_with("line "))
+            .map_or(first, |(_, rest)| rest);
+        anyhow::anyhow!("{}{line}: {first}", path.display())
+    })?;
+    let mut problems = Vec::new();
+    let mut vars = raw.vars;
+    for pair in overrides {
+        let Some((name, value)) = pair.split_once('=') else {
+            bail!("--var {pair}: expected NAME=VALUE");
+        };
+        vars.insert(name.trim().to_string(), value.to_string());
+    }
+    let steps = raw
+        .steps
+        .into_iter()
+        .map(|raw| {
+            let line = Some(raw.id.referenced.line() as usize);
+            let tier = raw.tier.as_ref().and_then(|t| match Tier::parse(t.value.trim()) {
+                Some(tier) => Some(tier),
+                None => {
+                    problems.push(Problem {
+                        line: Some(t.referenced.line() as usize),
+                        message: format!(
+                            "step '{}': tier '{}' is not weak, base or strong",
+                            raw.id.value, t.value
+                        ),
+                    });
+                    None
+                }
+            });
+            let on_failure =
+                match raw.on_failure.as_ref().map(|f| (f.value.trim(), f.referenced.line() as usize)) {
+                    None | Some(("stop", _)) => OnFailure::Stop,
+                    Some(("continue", _)) => OnFailure::Continue,
+                    Some((other, line)) => {
+                        problems.push(Problem {
+                            line: Some(line),
+                            message: format!(
+                                "step '{}': on_failure '{other}' is not stop or continue",
+                                raw.id.value
+                            ),
+                        });
+                        OnFailure::Stop
+                    }
+                };
+            Step {
+                id: raw.id.value.trim().to_string(),
+                line,
+                prompt: raw.prompt.value,
+                prompt_line: Some(raw.prompt.referenced.line() as usize),
+                tier,
+                agent: raw.agent.map(|a| a.trim().to_string()).filter(|a| !a.is_empty()),
+                depends_on: raw
+                    .depends_on
+                    .into_iter()
+                    .map(|d| (d.value.trim().to_string(), Some(d.referenced.line() as usize)))
+                    .collect(),
+                on_failure,
+                timeout_seconds: raw.timeout_seconds,
+                retries: raw.retries,
+            }
+        })
+        .collect();
+    let workflow = Workflow {
+        name: raw.name,
+        vars,
+        timeout_seconds: raw.defaults.timeout_seconds,
+        retries: raw.defaults.retries,
+        steps,
+    };
+    problems.extend(workflow::check(&workflow));
+    problems.sort_by_key(|p| p.line.unwrap_or(0));
+    Ok((workflow, problems))
+}
+
+/// Where a step goes, and why.
+struct Route {
+    tier: Tier,
+    agent: String,
+    subagent_type: String,
+    model: String,
+    reason: String,
+}
+
+fn route_step(step: &Step, workflow: &Workflow, routing: &RoutingContext) -> Route {
+    let config = routing.config();
+    let by_tier = |tier: Tier, reason: String| {
+        let agent = config.agents.get(tier).to_string();
+        Route {
+            tier,
+            subagent_type: plugin_subagent_type(&agent),
+            agent,
+            model: config.models.get(tier).to_string(),
+            reason,
+        }
+    };
+    if let Some(tier) = step.tier {
+        return by_tier(tier, "tier set in the workflow".into());
+    }
+    if let Some(agent) = &step.agent {
+        let found = routing.agents.iter().find(|a| &a.name == agent);
+        let model =
+            found.and_then(|a| a.model.clone()).unwrap_or_else(|| marshal_core::agents::INHERIT_MODEL.into());
+        let tier = Tier::of_model(&model).unwrap_or(Tier::Base);
+        let subagent_type = found.map_or_else(|| agent.clone(), |a| a.subagent_type());
+        let reason = if found.is_some() {
+            "agent named in the workflow"
+        } else {
+            "agent named in the workflow (not found among your agents)"
+        };
+        return Route { tier, agent: agent.clone(), subagent_type, model, reason: reason.into() };
+    }
+    // Routed on the prompt as far as it is known before the run: variables filled, earlier
+    // outputs left as their placeholders.
+    let known = workflow::render(&step.prompt, &workflow.vars, &BTreeMap::new());
+    match routing::route(&known, &routing.inputs()) {
+        Decision::Route(rec) => Route {
+            tier: rec.tier,
+            agent: rec.agent.clone(),
+            subagent_type: rec.subagent_type.clone(),
+            model: rec.model.clone(),
+            reason: format!("routed: {}", rec.explanation.tier_reason),
+        },
+        Decision::Abstain(why) => {
+            by_tier(Tier::Base, format!("routing abstained ({why:?}); a workflow step runs on the base tier"))
+        }
+    }
+}
+
+fn check(args: CheckArgs) -> Result<bool> {
+    let (workflow, problems) = load(&args.file, &args.vars)?;
+    let state_dir = paths::state_dir_for_cli(&StateDirEnv::from_process());
+    let project = std::env::current_dir().ok();
+    let routing =
+        RoutingContext::load(state_dir.as_deref(), project.as_deref(), context::plugin_root().as_deref());
+    let waves = if problems.is_empty() { workflow::waves(&workflow) } else { Vec::new() };
+    let routes: BTreeMap<usize, Route> =
+        waves.iter().flatten().map(|&i| (i, route_step(&workflow.steps[i], &workflow, &routing))).collect();
+    let file = args.file.display().to_string();
+    let out = if args.json {
+        let waves_json: Vec<Value> = waves
+            .iter()
+            .map(|wave| {
+                Value::Array(
+                    wave.iter()
+                        .map(|&i| {
+                            let (step, route) = (&workflow.steps[i], &routes[&i]);
+                            json!({
+                                "id": step.id,
+                                "tier": route.tier.as_str(),
+                                "agent": route.agent,
+                                "subagent_type": route.subagent_type,
+                                "model": route.model,
+                                "reason": route.reason,
+                                "depends_on": step.depends_on.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+                                "on_failure": if step.on_failure == OnFailure::Continue { "continue" } else { "stop" },
+                            })
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let problems_json: Vec<Value> =
+            problems.iter().map(|p| json!({"line": p.line, "message": p.message})).collect();
+        serde_json::to_string_pretty(
+            &json!({"name": workflow.name, "file": file, "problems": problems_json, "waves": waves_json}),
+        )? + "\n"
+    } else if !problems.is_empty() {
+        let mut text = String::new();
+        for p in &problems {
+            text.push_str(&format!(
+                "{file}{}: {}\n",
+                p.line.map(|l| format!(":{l}")).unwrap_or_default(),
+                p.message
+            ));
+        }
+        text.push_str(&format!(
+            "{} problem{} in {file}: nothing would run.\n",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        ));
+        text
+    } else {
+        let mut text = format!(
+            "workflow {} ({file}): {} steps in {} waves, no problems\n\n",
+            workflow.name,
+            workflow.steps.len(),
+            waves.len()
+        );
+        // Steps of one wave can run together; each wave waits for the ones before it.
+        let rows: Vec<Vec<String>> = waves
+            .iter()
+            .enumerate()
+            .flat_map(|(n, wave)| wave.iter().map(move |&i| (n, i)))
+            .map(|(n, i)| {
+                let (step, route) = (&workflow.steps[i], &routes[&i]);
+                let after: Vec<&str> = step.depends_on.iter().map(|(d, _)| d.as_str()).collect();
+                vec![
+                    (n + 1).to_string(),
+                    step.id.clone(),
+                    route.tier.as_str().to_string(),
+                    format!("{} ({})", route.agent, route.model),
+                    if after.is_empty() { "-".to_string() } else { after.join(", ") },
+                    route.reason.clone(),
+                ]
+            })
+            .collect();
+        text.push_str(&crate::render::table(
+            &["wave", "step", "tier", "agent (model)", "after", "why"],
+            &rows,
+        ));
+        text.push_str("\nSteps in the same wave can run together. A step with neither tier nor agent is routed here on its\nprompt with the variables filled in and earlier steps' outputs still as placeholders.\n");
+        text
+    };
+    crate::write_stdout(&out)?;
+    Ok(problems.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_file_parses_with_the_lines_of_its_steps_and_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "wf.yaml",
+            "name: demo\nvars: { topic: caching }\nsteps:\n  - id: search\n    prompt: \"Find papers on {vars.topic}\"\n    tier: weak\n  - id: summary\n    prompt: \"Sum up {steps.search.output}\"\n    depends_on: [serch]\n    on_failure: maybe\n",
+        );
+        let (workflow, problems) = load(&path, &["topic=queues".into()]).unwrap();
+        assert_eq!(workflow.vars["topic"], "queues", "--var overrides the file");
+        assert_eq!((workflow.steps[0].line, workflow.steps[1].line), (Some(4), Some(7)));
+        let found: Vec<(Option<usize>, &str)> =
+            problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+        assert!(
+            found.contains(&(
+                Some(9),
+                "step 'summary' depends on 'serch', which is not a step (did you mean 'search'?)"
+            )),
+            "{found:#?}"
+        );
+        assert!(
+            found.contains(&(Some(10), "step 'summary': on_failure 'maybe' is not stop or continue")),
+            "{found:#?}"
+        );
+        assert!(
+            found.iter().any(|(l, m)| *l == Some(8) && m.contains("without depending on 'search'")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_or_broken_yaml_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "wf.yaml", "name: demo\nsteps:\n  - id: a\n    promt: hi\n");
+        let err = load(&path, &[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}:4: ", path.display())) && err.contains("unknown field `promt`"),
+            "{err}"
+        );
+        let json = write(dir.path(), "wf.json", r#"{"name": "j", "steps": [{"id": "a", "prompt": "hi"}]}"#);
+        let (workflow, problems) = load(&json, &[]).unwrap();
+        assert_eq!((workflow.steps.len(), problems.len()), (1, 0), "JSON is read too");
+        assert!(load(&json, &["novalue".into()]).unwrap_err().to_string().contains("expected NAME=VALUE"));
+    }
+}
