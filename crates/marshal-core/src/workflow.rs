@@ -54,6 +54,12 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Whether a step id or variable name can be named in a placeholder: ASCII letters, digits, `_`
+/// and `-`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// A `{vars.NAME}` or `{steps.ID.output}` in a prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placeholder {
@@ -66,9 +72,14 @@ pub enum Placeholder {
 /// The placeholders of a template, in order. Only `{vars.…}` and `{steps.…}` are placeholders;
 /// any other brace (JSON, code) is text, and `{{` is a literal `{`.
 pub fn placeholders(template: &str) -> Vec<Placeholder> {
+    placeholders_at(template).into_iter().map(|(p, _)| p).collect()
+}
+
+/// The placeholders with their byte offsets in the template.
+pub fn placeholders_at(template: &str) -> Vec<(Placeholder, usize)> {
     let mut found = Vec::new();
-    scan(template, |inner| {
-        found.push(classify(inner));
+    scan(template, |inner, offset| {
+        found.push((classify(inner), offset));
         None
     });
     found
@@ -76,47 +87,57 @@ pub fn placeholders(template: &str) -> Vec<Placeholder> {
 
 fn classify(inner: &str) -> Placeholder {
     let parts: Vec<&str> = inner.split('.').collect();
-    let name_ok =
-        |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     match parts.as_slice() {
-        ["vars", name] if name_ok(name) => Placeholder::Var(name.to_string()),
-        ["steps", id, "output"] if name_ok(id) => Placeholder::Output(id.to_string()),
+        ["vars", name] if valid_name(name) => Placeholder::Var(name.to_string()),
+        ["steps", id, "output"] if valid_name(id) => Placeholder::Output(id.to_string()),
         _ => Placeholder::Malformed(inner.to_string()),
     }
 }
 
-/// Walks a template; `fill` gets each `{vars…}`/`{steps…}` body and returns its text (or
-/// `None` to keep it as written). Returns the filled text.
-fn scan(template: &str, mut fill: impl FnMut(&str) -> Option<String>) -> String {
+/// Words that open a placeholder, or a likely misspelling of one (reported, never filled).
+const OPENERS: &[&str] = &["vars", "steps", "var.", "step."];
+
+/// Walks a template; `fill` gets each placeholder's body and its byte offset in the template,
+/// and returns its text (or `None` to keep it as written). Returns the filled text. A `{` that
+/// opens `vars.`/`steps.` (or `var.`/`step.`) but does not close on the same word is passed
+/// whole, so that it is reported as malformed.
+fn scan(template: &str, mut fill: impl FnMut(&str, usize) -> Option<String>) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
+    let mut consumed = 0;
     while let Some(at) = rest.find('{') {
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
+        let offset = consumed + at;
         if let Some(stripped) = after.strip_prefix('{') {
             out.push('{');
+            consumed += at + 2;
             rest = stripped;
             continue;
         }
-        let body_end = after.find('}').filter(|end| !after[..*end].contains(['{', '\n', ' ']));
-        match body_end {
-            Some(end) if after.starts_with("vars") || after.starts_with("steps") => {
-                let inner = &after[..end];
-                match fill(inner) {
-                    Some(text) => out.push_str(&text),
-                    None => {
-                        out.push('{');
-                        out.push_str(inner);
-                        out.push('}');
-                    }
-                }
-                rest = &after[end + 1..];
-            }
-            _ => {
+        if !OPENERS.iter().any(|o| after.starts_with(o)) {
+            out.push('{');
+            consumed += at + 1;
+            rest = after;
+            continue;
+        }
+        let word_end = after.find(|c: char| c == '}' || c == '{' || c.is_whitespace()).unwrap_or(after.len());
+        let closed = after[word_end..].starts_with('}');
+        let inner = &after[..word_end];
+        let shown = if closed { inner.to_string() } else { format!("{inner} (no closing brace)") };
+        match fill(&shown, offset) {
+            Some(text) => out.push_str(&text),
+            None => {
                 out.push('{');
-                rest = after;
+                out.push_str(inner);
+                if closed {
+                    out.push('}');
+                }
             }
         }
+        let used = word_end + usize::from(closed);
+        consumed += at + 1 + used;
+        rest = &after[used..];
     }
     out.push_str(rest);
     out
@@ -124,7 +145,7 @@ fn scan(template: &str, mut fill: impl FnMut(&str) -> Option<String>) -> String 
 
 /// Fills a template. Call after [`check`]: every placeholder is then known.
 pub fn render(template: &str, vars: &BTreeMap<String, String>, outputs: &BTreeMap<String, String>) -> String {
-    scan(template, |inner| match classify(inner) {
+    scan(template, |inner, _| match classify(inner) {
         Placeholder::Var(name) => vars.get(&name).cloned(),
         Placeholder::Output(id) => Some(outputs.get(&id).cloned().unwrap_or_default()),
         Placeholder::Malformed(_) => None,
@@ -140,7 +161,31 @@ pub fn check(workflow: &Workflow) -> Vec<Problem> {
     if workflow.steps.is_empty() {
         problems.push(Problem { line: None, message: "the workflow has no steps".into() });
     }
+    if workflow.name.trim().is_empty() {
+        problems.push(Problem { line: None, message: "the workflow has no name".into() });
+    }
     for step in &workflow.steps {
+        if !valid_name(&step.id) {
+            problems.push(Problem {
+                line: step.line,
+                message: format!("step id '{}' may hold only ASCII letters, digits, '_' and '-'", step.id),
+            });
+        }
+        if step.prompt.trim().is_empty() {
+            problems.push(Problem {
+                line: step.prompt_line.or(step.line),
+                message: format!("step '{}' has an empty prompt", step.id),
+            });
+        }
+        let mut listed = BTreeSet::new();
+        for (dep, line) in &step.depends_on {
+            if !listed.insert(dep.as_str()) {
+                problems.push(Problem {
+                    line: line.or(step.line),
+                    message: format!("step '{}' lists '{dep}' twice in depends_on", step.id),
+                });
+            }
+        }
         if let Some(first) = seen.get(step.id.as_str()) {
             problems.push(Problem {
                 line: step.line,
@@ -175,18 +220,21 @@ pub fn check(workflow: &Workflow) -> Vec<Problem> {
             }
         }
     }
-    if let Some(cycle) = find_cycle(workflow) {
+    for cycle in find_cycles(workflow) {
         let first = workflow.steps.iter().find(|s| s.id == cycle[0]).and_then(|s| s.line);
         problems.push(Problem { line: first, message: format!("dependency cycle: {}", cycle.join(" -> ")) });
     }
     for step in &workflow.steps {
         let upstream = ancestors(workflow, &step.id);
-        for placeholder in placeholders(&step.prompt) {
+        for (placeholder, offset) in placeholders_at(&step.prompt) {
             let message = match placeholder {
                 Placeholder::Var(name) if !workflow.vars.contains_key(&name) => format!(
                     "step '{}' uses {{vars.{name}}}, but no such variable is set (add it under vars, or pass --var {name}=...)",
                     step.id
                 ),
+                Placeholder::Output(id) if id == step.id => {
+                    format!("step '{}' uses its own output {{steps.{id}.output}}, which does not exist yet", step.id)
+                }
                 Placeholder::Output(id) if !seen.contains_key(id.as_str()) => {
                     format!("step '{}' uses {{steps.{id}.output}}, but there is no step '{id}'", step.id)
                 }
@@ -195,12 +243,15 @@ pub fn check(workflow: &Workflow) -> Vec<Problem> {
                     step.id
                 ),
                 Placeholder::Malformed(inner) => format!(
-                    "step '{}' has an unknown placeholder {{{inner}}} (the forms are {{vars.NAME}} and {{steps.ID.output}}; write {{{{ for a literal brace)",
+                    "step '{}' has a malformed placeholder {{{inner}}} (the forms are {{vars.NAME}} and {{steps.ID.output}}; write {{{{ for a literal brace)",
                     step.id
                 ),
                 _ => continue,
             };
-            problems.push(Problem { line: step.prompt_line.or(step.line), message });
+            // The line of the placeholder itself, in a prompt that spans lines.
+            let line =
+                step.prompt_line.map(|l| l + step.prompt[..offset].matches('\n').count()).or(step.line);
+            problems.push(Problem { line, message });
         }
     }
     problems.sort_by_key(|p| p.line.unwrap_or(0));
@@ -260,56 +311,58 @@ fn first_index(workflow: &Workflow) -> BTreeMap<&str, usize> {
     index
 }
 
-/// A dependency cycle as a path that ends where it starts (`a -> b -> a`), if there is one.
-fn find_cycle(workflow: &Workflow) -> Option<Vec<String>> {
+/// Every dependency cycle, each as a path that ends where it starts (`a -> b -> a`): one per
+/// dependency that closes a loop.
+fn find_cycles(workflow: &Workflow) -> Vec<Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
         Open,
         Done,
     }
-    let index = first_index(workflow);
-    let mut marks = vec![Mark::New; workflow.steps.len()];
-    fn visit(
-        at: usize,
-        workflow: &Workflow,
-        index: &BTreeMap<&str, usize>,
-        marks: &mut [Mark],
-        path: &mut Vec<usize>,
-    ) -> Option<Vec<String>> {
-        marks[at] = Mark::Open;
-        path.push(at);
-        for (dep, _) in &workflow.steps[at].depends_on {
-            let Some(&next) = index.get(dep.as_str()) else { continue };
+    struct Walk<'a> {
+        workflow: &'a Workflow,
+        index: BTreeMap<&'a str, usize>,
+        marks: Vec<Mark>,
+        path: Vec<usize>,
+        cycles: Vec<Vec<String>>,
+    }
+    fn visit(walk: &mut Walk, at: usize) {
+        walk.marks[at] = Mark::Open;
+        walk.path.push(at);
+        for (dep, _) in &walk.workflow.steps[at].depends_on {
+            let Some(&next) = walk.index.get(dep.as_str()) else { continue };
             if next == at {
                 continue; // reported as "depends on itself"
             }
-            match marks[next] {
+            match walk.marks[next] {
                 Mark::Open => {
-                    let from = path.iter().position(|p| *p == next).unwrap_or(0);
+                    let from = walk.path.iter().position(|p| *p == next).unwrap_or(0);
                     let mut cycle: Vec<String> =
-                        path[from..].iter().map(|i| workflow.steps[*i].id.clone()).collect();
-                    cycle.push(workflow.steps[next].id.clone());
-                    return Some(cycle);
+                        walk.path[from..].iter().map(|i| walk.workflow.steps[*i].id.clone()).collect();
+                    cycle.push(walk.workflow.steps[next].id.clone());
+                    walk.cycles.push(cycle);
                 }
-                Mark::New => {
-                    if let Some(cycle) = visit(next, workflow, index, marks, path) {
-                        return Some(cycle);
-                    }
-                }
+                Mark::New => visit(walk, next),
                 Mark::Done => {}
             }
         }
-        path.pop();
-        marks[at] = Mark::Done;
-        None
+        walk.path.pop();
+        walk.marks[at] = Mark::Done;
     }
-    (0..workflow.steps.len()).find_map(|start| {
-        if marks[start] != Mark::New {
-            return None;
+    let mut walk = Walk {
+        workflow,
+        index: first_index(workflow),
+        marks: vec![Mark::New; workflow.steps.len()],
+        path: Vec::new(),
+        cycles: Vec::new(),
+    };
+    for start in 0..workflow.steps.len() {
+        if walk.marks[start] == Mark::New {
+            visit(&mut walk, start);
         }
-        visit(start, workflow, &index, &mut marks, &mut Vec::new())
-    })
+    }
+    walk.cycles
 }
 
 /// The steps in waves: each wave's steps depend only on earlier waves, so they can run
@@ -426,9 +479,34 @@ mod tests {
         assert!(typo[0].contains("{vars.topc}") && typo[0].contains("--var topc="), "{}", typo[0]);
         assert!(typo[1].contains("without depending on 'critique'"), "{}", typo[1]);
         assert!(typo[2].contains("there is no step 'nope'"), "{}", typo[2]);
-        assert!(typo[3].contains("unknown placeholder {vars}"), "{}", typo[3]);
+        assert!(typo[3].contains("malformed placeholder {vars}"), "{}", typo[3]);
         assert!(lines.contains(&(36, "step 'both' sets both tier and agent: keep one")), "{lines:#?}");
         assert_eq!(check(&Workflow::default())[0].message, "the workflow has no steps");
+    }
+
+    #[test]
+    fn every_cycle_bad_ids_and_lines_inside_a_long_prompt() {
+        let mut wf = research();
+        wf.steps.push(step("x", 20, "1", &["y"]));
+        wf.steps.push(step("y", 24, "2", &["x", "z"]));
+        wf.steps.push(step("z", 28, "3", &["y"]));
+        wf.steps.push(step("a.b", 32, "4", &[]));
+        wf.steps.push(step(
+            "d",
+            36,
+            "line one\nline two {vars.nope}\nthree {steps.d.output} {steps.search.output",
+            &["search", "search"],
+        ));
+        let messages: Vec<(usize, String)> =
+            check(&wf).into_iter().map(|p| (p.line.unwrap(), p.message)).collect();
+        let has = |line: usize, text: &str| messages.iter().any(|(l, m)| *l == line && m.contains(text));
+        assert!(has(20, "dependency cycle: x -> y -> x"), "{messages:#?}");
+        assert!(has(24, "dependency cycle: y -> z -> y"), "{messages:#?}");
+        assert!(has(32, "step id 'a.b' may hold only"), "{messages:#?}");
+        assert!(has(38, "lists 'search' twice"), "{messages:#?}");
+        assert!(has(38, "{vars.nope}"), "on the prompt's second line: {messages:#?}");
+        assert!(has(39, "its own output"), "{messages:#?}");
+        assert!(has(39, "malformed placeholder {steps.search.output (no closing brace)}"), "{messages:#?}");
     }
 
     #[test]

@@ -82,14 +82,31 @@ struct RawStep {
     retries: Option<u32>,
 }
 
+/// A file that does not parse: the parser stops at its first error.
+#[derive(Debug)]
+pub struct ParseError {
+    pub line: Option<usize>,
+    pub message: String,
+    pub file: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = self.line.map(|l| format!(":{l}")).unwrap_or_default();
+        write!(f, "{}{line}: {}", self.file, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
 /// Reads and converts a workflow file. `Err` is a file that cannot be read or parsed (one
 /// message with its line); the problems of a file that parses come from [`workflow::check`].
 pub fn load(path: &Path, overrides: &[String]) -> Result<(Workflow, Vec<Problem>)> {
     let bytes = marshal_core::fsutil::read_capped(path, MAX_FILE_BYTES, marshal_core::fsutil::Links::Follow)?
         .with_context(|| format!("no workflow file at {}", path.display()))?;
     let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-    let raw: RawWorkflow = serde_saphyr::from_str(&text).map_err(|err| {
-        let line = err.location().map(|l| format!(":{}", l.line())).unwrap_or_default();
+    let raw: RawWorkflow = serde_saphyr::from_str(text.trim_start_matches('\u{feff}')).map_err(|err| {
+        let line = err.location().map(|l| l.line() as usize);
         // The parser's first line says it all; the rest is its own source excerpt.
         let message = err.to_string();
         let first = message.lines().next().unwrap_or("not a workflow").trim_start_matches("error: ");
@@ -98,15 +115,40 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<(Workflow, Vec<Problem>
             .split_once(": ")
             .filter(|(head, _)| head.starts_with("line "))
             .map_or(first, |(_, rest)| rest);
-        anyhow::anyhow!("{}{line}: {first}", path.display())
+        ParseError { line, message: plain_parser_message(first), file: path.display().to_string() }
     })?;
     let mut problems = Vec::new();
     let mut vars = raw.vars;
+    let declared: Vec<String> = vars.keys().cloned().collect();
+    let used: Vec<String> = raw
+        .steps
+        .iter()
+        .flat_map(|s| workflow::placeholders(&s.prompt.value))
+        .filter_map(|p| match p {
+            workflow::Placeholder::Var(name) => Some(name),
+            _ => None,
+        })
+        .collect();
     for pair in overrides {
-        let Some((name, value)) = pair.split_once('=') else {
+        let Some((name, value)) = pair.split_once('=').filter(|(name, _)| !name.trim().is_empty()) else {
             bail!("--var {pair}: expected NAME=VALUE");
         };
-        vars.insert(name.trim().to_string(), value.to_string());
+        let name = name.trim();
+        if !declared.iter().chain(&used).any(|known| known == name) {
+            let known: Vec<&str> = declared.iter().chain(&used).map(String::as_str).collect();
+            problems.push(Problem {
+                line: None,
+                message: format!(
+                    "--var {name}: the workflow has no variable '{name}' ({})",
+                    if known.is_empty() {
+                        "it uses none".to_string()
+                    } else {
+                        format!("it has {}", known.join(", "))
+                    }
+                ),
+            });
+        }
+        vars.insert(name.to_string(), value.to_string());
     }
     let steps = raw
         .steps
@@ -141,6 +183,21 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<(Workflow, Vec<Problem>
                         OnFailure::Stop
                     }
                 };
+            for (what, bad) in [
+                ("timeout_seconds", raw.timeout_seconds.is_some_and(|t| !(1..=86_400).contains(&t))),
+                ("retries", raw.retries.is_some_and(|r| r > 5)),
+            ] {
+                if bad {
+                    problems.push(Problem {
+                        line,
+                        message: format!(
+                            "step '{}': {what} must be {}",
+                            raw.id.value,
+                            if what == "retries" { "from 0 to 5" } else { "whole seconds from 1 to 86400" }
+                        ),
+                    });
+                }
+            }
             Step {
                 id: raw.id.value.trim().to_string(),
                 line,
@@ -159,6 +216,15 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<(Workflow, Vec<Problem>
             }
         })
         .collect();
+    if raw.defaults.timeout_seconds.is_some_and(|t| !(1..=86_400).contains(&t)) {
+        problems.push(Problem {
+            line: None,
+            message: "defaults.timeout_seconds must be whole seconds from 1 to 86400".into(),
+        });
+    }
+    if raw.defaults.retries.is_some_and(|r| r > 5) {
+        problems.push(Problem { line: None, message: "defaults.retries must be from 0 to 5".into() });
+    }
     let workflow = Workflow {
         name: raw.name,
         vars,
@@ -169,6 +235,17 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<(Workflow, Vec<Problem>
     problems.extend(workflow::check(&workflow));
     problems.sort_by_key(|p| p.line.unwrap_or(0));
     Ok((workflow, problems))
+}
+
+/// The parser's wording, minus what only a Rust programmer would read.
+fn plain_parser_message(message: &str) -> String {
+    let message = message.split(", set DuplicateKeyPolicy").next().unwrap_or(message);
+    let message = message.split("; use Option<").next().unwrap_or(message);
+    message
+        .replace("expected mapping start", "expected a mapping (key: value lines)")
+        .replace("expected sequence start", "expected a list ([a, b] or - lines)")
+        .replace("invalid u64", "expected a whole number of 0 or more")
+        .replace("cannot deserialize null into string", "expected text, found nothing")
 }
 
 /// Where a step goes, and why.
@@ -196,7 +273,14 @@ fn route_step(step: &Step, workflow: &Workflow, routing: &RoutingContext) -> Rou
         return by_tier(tier, "tier set in the workflow".into());
     }
     if let Some(agent) = &step.agent {
-        let found = routing.agents.iter().find(|a| &a.name == agent);
+        let bare = marshal_core::agents::normalize_agent_name(agent);
+        // One of the tier agents (the plugin's own): that tier, that model.
+        if let Some(tier) =
+            [Tier::Weak, Tier::Base, Tier::Strong].into_iter().find(|t| config.agents.get(*t) == bare)
+        {
+            return by_tier(tier, "agent named in the workflow".into());
+        }
+        let found = routing.agents.iter().find(|a| a.name == bare);
         let model =
             found.and_then(|a| a.model.clone()).unwrap_or_else(|| marshal_core::agents::INHERIT_MODEL.into());
         let tier = Tier::of_model(&model).unwrap_or(Tier::Base);
@@ -219,14 +303,32 @@ fn route_step(step: &Step, workflow: &Workflow, routing: &RoutingContext) -> Rou
             model: rec.model.clone(),
             reason: format!("routed: {}", rec.explanation.tier_reason),
         },
-        Decision::Abstain(why) => {
-            by_tier(Tier::Base, format!("routing abstained ({why:?}); a workflow step runs on the base tier"))
+        // A step is work by definition: where routing would stay out (a short template such as
+        // "Critique: {steps.x.output}" says little on its own), the base tier runs it.
+        Decision::Abstain(_) => {
+            by_tier(Tier::Base, "no route from the template alone; the base tier by default".into())
         }
     }
 }
 
 fn check(args: CheckArgs) -> Result<bool> {
-    let (workflow, problems) = load(&args.file, &args.vars)?;
+    let (workflow, problems) = match load(&args.file, &args.vars) {
+        Ok(loaded) => loaded,
+        Err(err) => match err.downcast::<ParseError>() {
+            Ok(parse) if args.json => {
+                let json = json!({"name": null, "file": parse.file, "problems": [{"line": parse.line, "message": parse.message}], "waves": []});
+                crate::write_stdout(&(serde_json::to_string_pretty(&json)? + "\n"))?;
+                return Ok(false);
+            }
+            Ok(parse) => {
+                crate::write_stdout(&format!(
+                    "{parse}\n(the parser stops at its first error: fix it and check again)\n"
+                ))?;
+                return Ok(false);
+            }
+            Err(err) => return Err(err),
+        },
+    };
     let state_dir = paths::state_dir_for_cli(&StateDirEnv::from_process());
     let project = std::env::current_dir().ok();
     let routing =
@@ -279,11 +381,12 @@ fn check(args: CheckArgs) -> Result<bool> {
         ));
         text
     } else {
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         let mut text = format!(
-            "workflow {} ({file}): {} steps in {} waves, no problems\n\n",
+            "workflow {} ({file}): {} in {}, no problems\n\n",
             workflow.name,
-            workflow.steps.len(),
-            waves.len()
+            plural(workflow.steps.len(), "step"),
+            plural(waves.len(), "wave")
         );
         // Steps of one wave can run together; each wave waits for the ones before it.
         let rows: Vec<Vec<String>> = waves
@@ -303,15 +406,36 @@ fn check(args: CheckArgs) -> Result<bool> {
                 ]
             })
             .collect();
-        text.push_str(&crate::render::table(
-            &["wave", "step", "tier", "agent (model)", "after", "why"],
-            &rows,
-        ));
+        text.push_str(&left_table(&["wave", "step", "tier", "agent (model)", "after", "why"], &rows));
         text.push_str("\nSteps in the same wave can run together. A step with neither tier nor agent is routed here on its\nprompt with the variables filled in and earlier steps' outputs still as placeholders.\n");
         text
     };
     crate::write_stdout(&out)?;
     Ok(problems.is_empty())
+}
+
+/// A table of text columns, all left-aligned, the last one unpadded.
+fn left_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == last { c.to_string() } else { format!("{c:<width$}", width = widths[i]) })
+            .collect();
+        format!("  {}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
 }
 
 #[cfg(test)]
