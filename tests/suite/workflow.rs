@@ -63,8 +63,13 @@ fn a_broken_workflow_names_every_problem_with_its_line_and_runs_nothing() {
     // A key the format does not have is an error with its line, before anything else.
     std::fs::write(&file, "name: x\nsteps:\n  - id: a\n    prompt: hi\n    teir: weak\n").unwrap();
     let ran = check(home.path(), &[&shown]).code(1);
-    assert!(ran.stdout_text().starts_with(&format!("{shown}:5: unknown field `teir`")), "{}", ran.stdout_text());
-    let json: Value = serde_json::from_slice(&check(home.path(), &[&shown, "--json"]).code(1).0.stdout).unwrap();
+    assert!(
+        ran.stdout_text().starts_with(&format!("{shown}:5: unknown field `teir`")),
+        "{}",
+        ran.stdout_text()
+    );
+    let json: Value =
+        serde_json::from_slice(&check(home.path(), &[&shown, "--json"]).code(1).0.stdout).unwrap();
     assert_eq!(json["problems"][0]["line"], 5, "{json}");
     assert_eq!(json["waves"], serde_json::json!([]));
 }

@@ -2,7 +2,7 @@
 //! numbers, checks all of it (marshal_core::workflow), and shows the plan: the waves of steps
 //! that can run together, and where each step is routed and why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -135,7 +135,7 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<(Workflow, Vec<Problem>
         };
         let name = name.trim();
         if !declared.iter().chain(&used).any(|known| known == name) {
-            let known: Vec<&str> = declared.iter().chain(&used).map(String::as_str).collect();
+            let known: BTreeSet<&str> = declared.iter().chain(&used).map(String::as_str).collect();
             problems.push(Problem {
                 line: None,
                 message: format!(
@@ -143,7 +143,7 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<(Workflow, Vec<Problem>
                     if known.is_empty() {
                         "it uses none".to_string()
                     } else {
-                        format!("it has {}", known.join(", "))
+                        format!("it has {}", known.into_iter().collect::<Vec<_>>().join(", "))
                     }
                 ),
             });
@@ -168,21 +168,26 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<(Workflow, Vec<Problem>
                     None
                 }
             });
-            let on_failure =
-                match raw.on_failure.as_ref().map(|f| (f.value.trim(), f.referenced.line() as usize)) {
-                    None | Some(("stop", _)) => OnFailure::Stop,
-                    Some(("continue", _)) => OnFailure::Continue,
-                    Some((other, line)) => {
-                        problems.push(Problem {
-                            line: Some(line),
-                            message: format!(
-                                "step '{}': on_failure '{other}' is not stop or continue",
-                                raw.id.value
-                            ),
-                        });
-                        OnFailure::Stop
-                    }
-                };
+            // Any case, as for `tier`.
+            let on_failure = match raw
+                .on_failure
+                .as_ref()
+                .map(|f| (f.value.trim().to_ascii_lowercase(), f.referenced.line() as usize))
+            {
+                None => OnFailure::Stop,
+                Some((value, _)) if value == "stop" => OnFailure::Stop,
+                Some((value, _)) if value == "continue" => OnFailure::Continue,
+                Some((other, line)) => {
+                    problems.push(Problem {
+                        line: Some(line),
+                        message: format!(
+                            "step '{}': on_failure '{other}' is not stop or continue",
+                            raw.id.value
+                        ),
+                    });
+                    OnFailure::Stop
+                }
+            };
             for (what, bad) in [
                 ("timeout_seconds", raw.timeout_seconds.is_some_and(|t| !(1..=86_400).contains(&t))),
                 ("retries", raw.retries.is_some_and(|r| r > 5)),
@@ -246,6 +251,11 @@ fn plain_parser_message(message: &str) -> String {
         .replace("expected sequence start", "expected a list ([a, b] or - lines)")
         .replace("invalid u64", "expected a whole number of 0 or more")
         .replace("cannot deserialize null into string", "expected text, found nothing")
+        .replace("unexpected end of input", "the file is empty or ends too soon")
+        .split(" at line ")
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Where a step goes, and why.
