@@ -17,6 +17,9 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Every tier, weakest first.
+    pub const ALL: [Tier; 3] = [Tier::Weak, Tier::Base, Tier::Strong];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Weak => "weak",
@@ -110,7 +113,7 @@ mod tests {
     #[test]
     fn each_tier_routes_to_a_shipped_agent_on_the_tiers_model() {
         let agents = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../agents");
-        for tier in [Tier::Weak, Tier::Base, Tier::Strong] {
+        for tier in Tier::ALL {
             let file = agents.join(format!("{}.md", tier.default_agent()));
             let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             let agent =

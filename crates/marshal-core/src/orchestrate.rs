@@ -60,7 +60,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn from_recommendation(rec: &Recommendation) -> Target {
+    pub fn from_recommendation(rec: &Recommendation) -> Target {
         Target {
             tier: rec.tier,
             agent: rec.agent.clone(),
@@ -69,7 +69,8 @@ impl Target {
         }
     }
 
-    fn for_tier(tier: Tier, config: &Config) -> Target {
+    /// The configured agent and model of a tier.
+    pub fn for_tier(tier: Tier, config: &Config) -> Target {
         let agent = config.agents.get(tier).to_string();
         Target {
             tier,

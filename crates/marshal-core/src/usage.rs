@@ -339,23 +339,28 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 /// Reads every file, `threads` at a time; results come back in the files' order.
 fn read_all(files: &[TranscriptFile], threads: usize) -> Vec<FileUsage> {
     let next = AtomicUsize::new(0);
-    let mut results: Vec<Option<FileUsage>> = (0..files.len()).map(|_| None).collect();
-    let slots: Vec<std::sync::Mutex<&mut Option<FileUsage>>> =
-        results.iter_mut().map(std::sync::Mutex::new).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, files.len().max(1)) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(file) = files.get(i) else { break };
-                let usage = read_transcript(file);
-                if let Ok(mut slot) = slots[i].lock() {
-                    **slot = Some(usage);
-                }
-            });
-        }
+    // Each worker takes the next file and keeps what it read with the file's index.
+    let read: Vec<(usize, FileUsage)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.clamp(1, files.len().max(1)))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(file) = files.get(i) else { break mine };
+                        mine.push((i, read_transcript(file)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
     });
-    drop(slots);
-    results.into_iter().map(Option::unwrap_or_default).collect()
+    // In the files' order, one entry per file (an empty one for a file a failed worker held).
+    let mut in_order: Vec<FileUsage> = (0..files.len()).map(|_| FileUsage::default()).collect();
+    for (i, usage) in read {
+        in_order[i] = usage;
+    }
+    in_order
 }
 
 // ---------------------------------------------------------------------------

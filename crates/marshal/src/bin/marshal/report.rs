@@ -177,7 +177,8 @@ pub fn distinct(paths: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-fn default_ledger() -> Result<PathBuf> {
+/// This machine's ledger, in the state directory the CLI uses.
+pub(crate) fn default_ledger() -> Result<PathBuf> {
     let dir = paths::state_dir_for_cli(&StateDirEnv::from_process())
         .context("no state directory: set MARSHAL_STATE_DIR or HOME, or pass --ledger PATH")?;
     Ok(Store::new(dir).ledger_path())

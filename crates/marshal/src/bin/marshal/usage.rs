@@ -9,9 +9,7 @@ use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use marshal_core::config::{self, ConfigEnv};
-use marshal_core::paths::{self, StateDirEnv};
 use marshal_core::report::Filter;
-use marshal_core::store::Store;
 use marshal_core::usage::{self, Bucket, LedgerIndex, UsageInputs, UsageReport};
 use serde_json::{json, Value};
 
@@ -48,8 +46,11 @@ pub fn run(args: UsageArgs) -> Result<()> {
     if claude_dirs.is_empty() {
         bail!("no Claude Code folder: set HOME or CLAUDE_CONFIG_DIR, or pass --claude-dir DIR");
     }
-    let ledgers =
-        if args.ledgers.is_empty() { default_ledger().into_iter().collect() } else { args.ledgers.clone() };
+    let ledgers = if args.ledgers.is_empty() {
+        crate::report::default_ledger().into_iter().collect()
+    } else {
+        args.ledgers.clone()
+    };
     let (report, missing) = compute(&claude_dirs, &ledgers, &filter)?;
     let source = Source { claude_dirs: &claude_dirs, missing: &missing, ledgers: &ledgers };
     let out = if args.json {
@@ -95,11 +96,6 @@ pub fn default_claude_dirs() -> Vec<PathBuf> {
     }
     dirs.push(home.join(".claude"));
     dirs
-}
-
-fn default_ledger() -> Option<PathBuf> {
-    let dir = paths::state_dir_for_cli(&StateDirEnv::from_process())?;
-    Some(Store::new(dir).ledger_path())
 }
 
 struct Source<'a> {

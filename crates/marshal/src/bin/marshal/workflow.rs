@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use marshal_core::agents::{plugin_subagent_type, Tier};
+use marshal_core::agents::Tier;
 use marshal_core::context::{self, RoutingContext};
+use marshal_core::orchestrate::Target;
 use marshal_core::paths::{self, StateDirEnv};
 use marshal_core::routing::{self, Decision};
 use marshal_core::workflow::{self, OnFailure, Problem, Step, Workflow};
@@ -258,65 +259,53 @@ fn plain_parser_message(message: &str) -> String {
         .to_string()
 }
 
-/// Where a step goes, and why.
+/// Where a step goes (the same target an orchestration runs), and why.
 struct Route {
-    tier: Tier,
-    agent: String,
-    subagent_type: String,
-    model: String,
+    target: Target,
     reason: String,
 }
 
 fn route_step(step: &Step, workflow: &Workflow, routing: &RoutingContext) -> Route {
     let config = routing.config();
-    let by_tier = |tier: Tier, reason: String| {
-        let agent = config.agents.get(tier).to_string();
-        Route {
-            tier,
-            subagent_type: plugin_subagent_type(&agent),
-            agent,
-            model: config.models.get(tier).to_string(),
-            reason,
-        }
-    };
+    let by_tier =
+        |tier: Tier, reason: &str| Route { target: Target::for_tier(tier, config), reason: reason.into() };
     if let Some(tier) = step.tier {
-        return by_tier(tier, "tier set in the workflow".into());
+        return by_tier(tier, "tier set in the workflow");
     }
     if let Some(agent) = &step.agent {
         let bare = marshal_core::agents::normalize_agent_name(agent);
         // One of the tier agents (the plugin's own): that tier, that model.
-        if let Some(tier) =
-            [Tier::Weak, Tier::Base, Tier::Strong].into_iter().find(|t| config.agents.get(*t) == bare)
-        {
-            return by_tier(tier, "agent named in the workflow".into());
+        if let Some(tier) = Tier::ALL.into_iter().find(|t| config.agents.get(*t) == bare) {
+            return by_tier(tier, "agent named in the workflow");
         }
         let found = routing.agents.iter().find(|a| a.name == bare);
         let model =
             found.and_then(|a| a.model.clone()).unwrap_or_else(|| marshal_core::agents::INHERIT_MODEL.into());
-        let tier = Tier::of_model(&model).unwrap_or(Tier::Base);
-        let subagent_type = found.map_or_else(|| agent.clone(), |a| a.subagent_type());
+        let target = Target {
+            tier: Tier::of_model(&model).unwrap_or(Tier::Base),
+            agent: agent.clone(),
+            subagent_type: found.map_or_else(|| agent.clone(), |a| a.subagent_type()),
+            model,
+        };
         let reason = if found.is_some() {
             "agent named in the workflow"
         } else {
             "agent named in the workflow (not found among your agents)"
         };
-        return Route { tier, agent: agent.clone(), subagent_type, model, reason: reason.into() };
+        return Route { target, reason: reason.into() };
     }
     // Routed on the prompt as far as it is known before the run: variables filled, earlier
     // outputs left as their placeholders.
     let known = workflow::render(&step.prompt, &workflow.vars, &BTreeMap::new());
     match routing::route(&known, &routing.inputs()) {
         Decision::Route(rec) => Route {
-            tier: rec.tier,
-            agent: rec.agent.clone(),
-            subagent_type: rec.subagent_type.clone(),
-            model: rec.model.clone(),
+            target: Target::from_recommendation(&rec),
             reason: format!("routed: {}", rec.explanation.tier_reason),
         },
         // A step is work by definition: where routing would stay out (a short template such as
         // "Critique: {steps.x.output}" says little on its own), the base tier runs it.
         Decision::Abstain(_) => {
-            by_tier(Tier::Base, "no route from the template alone; the base tier by default".into())
+            by_tier(Tier::Base, "no route from the template alone; the base tier by default")
         }
     }
 }
@@ -357,10 +346,10 @@ fn check(args: CheckArgs) -> Result<bool> {
                             let (step, route) = (&workflow.steps[i], &routes[&i]);
                             json!({
                                 "id": step.id,
-                                "tier": route.tier.as_str(),
-                                "agent": route.agent,
-                                "subagent_type": route.subagent_type,
-                                "model": route.model,
+                                "tier": route.target.tier.as_str(),
+                                "agent": route.target.agent,
+                                "subagent_type": route.target.subagent_type,
+                                "model": route.target.model,
                                 "reason": route.reason,
                                 "depends_on": step.depends_on.iter().map(|(d, _)| d).collect::<Vec<_>>(),
                                 "on_failure": if step.on_failure == OnFailure::Continue { "continue" } else { "stop" },
@@ -409,8 +398,8 @@ fn check(args: CheckArgs) -> Result<bool> {
                 vec![
                     (n + 1).to_string(),
                     step.id.clone(),
-                    route.tier.as_str().to_string(),
-                    format!("{} ({})", route.agent, route.model),
+                    route.target.tier.as_str().to_string(),
+                    format!("{} ({})", route.target.agent, route.target.model),
                     if after.is_empty() { "-".to_string() } else { after.join(", ") },
                     route.reason.clone(),
                 ]
