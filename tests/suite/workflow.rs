@@ -73,3 +73,255 @@ fn a_broken_workflow_names_every_problem_with_its_line_and_runs_nothing() {
     assert_eq!(json["problems"][0]["line"], 5, "{json}");
     assert_eq!(json["waves"], serde_json::json!([]));
 }
+
+// ---------------------------------------------------------------------------
+// `marshal workflow run` and `resume`, end to end: the real Claude Code CLI as each step's
+// child, the fake Messages API as every model.
+
+mod runs {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use serde_json::Value;
+
+    use crate::support::claude::{claude_bin, Sandbox};
+    use crate::support::fake_api::{ApiRequest, FakeApi, Reply};
+    use crate::support::of_kind;
+    use crate::support::process::Ran;
+
+    /// Five steps, two branches after `root` (left -> left2, and right), joined by `join`.
+    /// `join` has no tier: it is routed on its prompt, filled with the branches' answers.
+    const DAG: &str = r#"
+name: e2e-dag
+steps:
+  - id: root
+    prompt: "TOKEN-root: list the source files of this project"
+    tier: weak
+  - id: left
+    prompt: "TOKEN-left: summarise these files: {steps.root.output}"
+    tier: weak
+    depends_on: [root]
+  - id: right
+    prompt: "TOKEN-right: list the tests that cover {steps.root.output}"
+    tier: weak
+    depends_on: [root]
+  - id: left2
+    prompt: "TOKEN-left2: shorten this summary: {steps.left.output}"
+    tier: weak
+    depends_on: [left]
+  - id: join
+    prompt: "TOKEN-join: Design the architecture for splitting the billing monolith into services, with the migration plan and trade-offs, from {steps.left2.output} and {steps.right.output}"
+    depends_on: [left2, right]
+"#;
+
+    /// The step a request is for (its `TOKEN-<step>` marker), if any.
+    fn step_of(request: &ApiRequest) -> Option<String> {
+        let text = request.message_text();
+        let at = text.find("TOKEN-")? + "TOKEN-".len();
+        Some(text[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect())
+    }
+
+    /// When each step's request came in and was answered, in order of arrival.
+    type Timeline = Arc<Mutex<Vec<(String, String, Instant, Instant)>>>;
+
+    fn requests_for(api: &FakeApi, step: &str) -> Vec<ApiRequest> {
+        api.requests().into_iter().filter(|r| step_of(r).as_deref() == Some(step)).collect()
+    }
+
+    fn marshal(sandbox: &Sandbox, api: &FakeApi, args: &[&str]) -> Command {
+        let mut command = sandbox.command(Path::new(env!("CARGO_BIN_EXE_marshal")), api);
+        command.env("MARSHAL_CLAUDE_BIN", claude_bin()).arg("workflow").args(args);
+        command
+    }
+
+    fn write_dag(sandbox: &Sandbox) -> String {
+        let file = sandbox.project.join("dag.yaml");
+        std::fs::write(&file, DAG).unwrap();
+        file.display().to_string()
+    }
+
+    #[test]
+    fn a_dag_runs_each_step_on_its_model_with_branches_side_by_side_and_escalates_a_failing_step() {
+        let sandbox = Sandbox::installed();
+        let timeline: Timeline = Arc::default();
+        let seen = Arc::clone(&timeline);
+        let api = FakeApi::start(move |request| {
+            let Some(step) = step_of(request) else { return Reply::text("ok") };
+            let arrived = Instant::now();
+            // left2 fails on the weak tier's model: retried once, then escalated.
+            if step == "left2" && request.model().contains("haiku") {
+                return Reply::Error { status: 529, message: "Overloaded".into() };
+            }
+            // The branches take a while, so running them side by side shows.
+            if step == "left" || step == "right" {
+                std::thread::sleep(Duration::from_millis(2500));
+            }
+            seen.lock().unwrap().push((step.clone(), request.model().to_string(), arrived, Instant::now()));
+            Reply::text(format!("OUT-{step}"))
+        });
+        let file = write_dag(&sandbox);
+        let ran =
+            Ran::of(&mut marshal(&sandbox, &api, &["run", &file, "--json"]), None, Duration::from_secs(240));
+        let ran = ran.success();
+        let summary: Value = serde_json::from_slice(&ran.0.stdout).unwrap();
+        assert_eq!(summary["status"], "succeeded", "{summary:#}\n{}", ran.stderr_text());
+        let steps: BTreeMap<&str, &Value> =
+            summary["steps"].as_array().unwrap().iter().map(|s| (s["id"].as_str().unwrap(), s)).collect();
+        assert!(steps.values().all(|s| s["status"] == "succeeded"), "{summary:#}");
+
+        // Each step's request reached the server on the model marshal says it ran on.
+        let full_model = |alias: &str| format!("claude-{alias}-5-5");
+        for (id, step) in &steps {
+            let requests = requests_for(&api, id);
+            let last = requests.last().unwrap_or_else(|| panic!("no request for step {id}"));
+            assert_eq!(last.model(), full_model(step["model"].as_str().unwrap()), "step {id}");
+            let answer = std::fs::read_to_string(step["output_file"].as_str().unwrap()).unwrap();
+            assert_eq!(answer, format!("OUT-{id}"));
+        }
+        assert_eq!(steps["root"]["tier"], "weak");
+        // join was routed on its filled prompt: architecture work goes to the strong tier.
+        assert_eq!(
+            (steps["join"]["tier"].as_str(), steps["join"]["model"].as_str()),
+            (Some("strong"), Some("opus"))
+        );
+
+        // The failing step: weak twice (a retry), then the next tier up, which answered.
+        let left2_models: Vec<String> =
+            requests_for(&api, "left2").iter().map(|r| r.model().to_string()).collect();
+        assert_eq!(left2_models, ["claude-haiku-5-5", "claude-haiku-5-5", "claude-sonnet-5-5"]);
+        assert_eq!(
+            (steps["left2"]["attempts"].as_u64(), steps["left2"]["model"].as_str()),
+            (Some(3), Some("sonnet"))
+        );
+
+        // Each prompt carried its dependencies' answers.
+        let prompt_of = |id: &str| requests_for(&api, id)[0].message_text();
+        assert!(prompt_of("left").contains("summarise these files: OUT-root"));
+        assert!(prompt_of("right").contains("OUT-root"));
+        assert!(prompt_of("left2").contains("OUT-left"));
+        let join = prompt_of("join");
+        assert!(join.contains("from OUT-left2 and OUT-right"), "{join}");
+
+        // The two branches overlapped in time.
+        let timeline = timeline.lock().unwrap().clone();
+        let span = |id: &str| timeline.iter().find(|(s, ..)| s == id).map(|(_, _, a, b)| (*a, *b)).unwrap();
+        let ((left_in, left_out), (right_in, right_out)) = (span("left"), span("right"));
+        assert!(left_in < right_out && right_in < left_out, "left and right ran one after the other");
+
+        // The ledger holds each step's orchestration under the run's session, by step id.
+        let run_id = summary["run_id"].as_str().unwrap();
+        let ledger = sandbox.ledger();
+        let outcomes: Vec<&Value> = of_kind(&ledger, "outcome")
+            .into_iter()
+            .filter(|r| r["session"] == format!("workflow-{run_id}"))
+            .collect();
+        let mut ids: Vec<&str> = outcomes.iter().map(|r| r["prompt_id"].as_str().unwrap()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["join", "left", "left2", "right", "root"]);
+        assert!(outcomes.iter().all(|r| r["outcome"] == "followed" && r["mode"] == "orchestrate"));
+        let attempts: Vec<&str> = of_kind(&ledger, "attempt")
+            .iter()
+            .filter(|r| r["prompt_id"] == "left2")
+            .map(|r| r["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(attempts, ["api_error", "api_error", "succeeded"]);
+
+        // status and list agree with the run's own summary.
+        let status: Value = serde_json::from_slice(
+            &Ran::of(
+                &mut marshal(&sandbox, &api, &["status", run_id, "--json"]),
+                None,
+                Duration::from_secs(30),
+            )
+            .success()
+            .0
+            .stdout,
+        )
+        .unwrap();
+        assert_eq!(status["steps"], summary["steps"]);
+        let list: Value = serde_json::from_slice(
+            &Ran::of(&mut marshal(&sandbox, &api, &["list", "--json"]), None, Duration::from_secs(30))
+                .success()
+                .0
+                .stdout,
+        )
+        .unwrap();
+        assert_eq!(list[0]["run_id"], run_id);
+        assert_eq!(list[0]["status"], "succeeded");
+    }
+
+    #[test]
+    fn after_kill_9_resume_runs_only_the_steps_that_had_not_finished() {
+        let sandbox = Sandbox::installed();
+        let hold_join = Arc::new(AtomicBool::new(true));
+        let holding = Arc::clone(&hold_join);
+        let api = FakeApi::start(move |request| {
+            let Some(step) = step_of(request) else { return Reply::text("ok") };
+            // The first run is killed while join waits here for its answer.
+            let held = Instant::now();
+            while step == "join" && holding.load(Ordering::SeqCst) && held.elapsed() < Duration::from_secs(60)
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Reply::text(format!("OUT-{step}"))
+        });
+        let file = write_dag(&sandbox);
+        let mut runner = marshal(&sandbox, &api, &["run", &file])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let waited = Instant::now();
+        while requests_for(&api, "join").is_empty() {
+            assert!(waited.elapsed() < Duration::from_secs(180), "join never reached the server");
+            assert!(runner.try_wait().unwrap().is_none(), "the runner ended before join started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        runner.kill().unwrap(); // SIGKILL
+        runner.wait().unwrap();
+        hold_join.store(false, Ordering::SeqCst);
+
+        let list: Value = serde_json::from_slice(
+            &Ran::of(&mut marshal(&sandbox, &api, &["list", "--json"]), None, Duration::from_secs(30))
+                .success()
+                .0
+                .stdout,
+        )
+        .unwrap();
+        let run_id = list[0]["run_id"].as_str().unwrap().to_string();
+        assert_eq!(list[0]["status"], "interrupted", "a run whose runner died shows as interrupted");
+
+        let ran = Ran::of(
+            &mut marshal(&sandbox, &api, &["resume", &run_id, "--json"]),
+            None,
+            Duration::from_secs(180),
+        );
+        let summary: Value = serde_json::from_slice(&ran.success().0.stdout).unwrap();
+        assert_eq!(summary["status"], "succeeded", "{summary:#}");
+        for step in ["root", "left", "right", "left2"] {
+            assert_eq!(requests_for(&api, step).len(), 1, "step {step} was requested again after resume");
+        }
+        assert_eq!(requests_for(&api, "join").len(), 2, "join: the killed request, then the resumed one");
+        let join = summary["steps"].as_array().unwrap().iter().find(|s| s["id"] == "join").unwrap();
+        let answer = std::fs::read_to_string(join["output_file"].as_str().unwrap()).unwrap();
+        assert_eq!(answer, "OUT-join");
+
+        // A finished run has nothing to resume; an unknown one is a clear error.
+        let again =
+            Ran::of(&mut marshal(&sandbox, &api, &["resume", &run_id]), None, Duration::from_secs(30))
+                .success();
+        assert!(
+            again.stderr_text().contains("already succeeded: nothing to resume"),
+            "{}",
+            again.stderr_text()
+        );
+        let unknown =
+            Ran::of(&mut marshal(&sandbox, &api, &["resume", "no-such-run"]), None, Duration::from_secs(30))
+                .code(2);
+        assert!(unknown.stderr_text().contains("no workflow run 'no-such-run'"), "{}", unknown.stderr_text());
+    }
+}

@@ -69,6 +69,32 @@ impl Target {
         }
     }
 
+    /// A decision made by the caller (a workflow step's `tier` or `agent`), in the shape the
+    /// ledger records: full confidence, the reason given, no classifier trace.
+    pub fn assigned(&self, task: &str, reason: &str, config: &Config) -> Recommendation {
+        Recommendation {
+            agent: self.agent.clone(),
+            subagent_type: self.subagent_type.clone(),
+            tier: self.tier,
+            model: self.model.clone(),
+            confidence: 1.0,
+            reasons: vec![reason.to_string()],
+            task: task.to_string(),
+            score: 0,
+            user_named: Vec::new(),
+            explanation: crate::routing::Explanation {
+                rules: Vec::new(),
+                votes: Vec::new(),
+                instruction: Some(reason.to_string()),
+                classifier: None,
+                factors: Vec::new(),
+                thresholds: config.thresholds,
+                tier_reason: reason.to_string(),
+                agent_reason: reason.to_string(),
+            },
+        }
+    }
+
     /// The configured agent and model of a tier.
     pub fn for_tier(tier: Tier, config: &Config) -> Target {
         let agent = config.agents.get(tier).to_string();

@@ -21,6 +21,10 @@ const CLEAN_UP_MARKER: &str = "last-clean-up";
 const LOGGED_PROBLEMS_FILE: &str = "logged-problems";
 const RATE_LIMITS_FILE: &str = "rate-limits.json";
 const STATUSLINE_CACHE_FILE: &str = "statusline-cache.json";
+const DATABASE_FILE: &str = "marshal.db";
+const DATABASE_WAL_FILE: &str = "marshal.db-wal";
+const DATABASE_SHM_FILE: &str = "marshal.db-shm";
+const WORKFLOWS_DIR: &str = "workflows";
 
 /// Everything marshal itself may put in its state directory.
 const MARSHAL_NAMES: &[&str] = &[
@@ -36,6 +40,10 @@ const MARSHAL_NAMES: &[&str] = &[
     LOGGED_PROBLEMS_FILE,
     RATE_LIMITS_FILE,
     STATUSLINE_CACHE_FILE,
+    DATABASE_FILE,
+    DATABASE_WAL_FILE,
+    DATABASE_SHM_FILE,
+    WORKFLOWS_DIR,
 ];
 
 /// A state directory. Nothing is created until something is written.
@@ -91,6 +99,18 @@ impl Store {
     /// Each orchestration attempt's output (`<run>-<n>.out` and `.err`).
     pub fn runs_dir(&self) -> PathBuf {
         self.dir.join(RUNS_DIR)
+    }
+
+    /// The SQLite database of workflow runs and the work queue (the `marshal-db` crate owns
+    /// its schema; SQLite adds `-wal` and `-shm` files beside it).
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.join(DATABASE_FILE)
+    }
+
+    /// A workflow run's folder: each step's answer (`<step>.txt`) and the run's lock, held by
+    /// the process running it. The run id is made safe, so it never leaves `workflows/`.
+    pub fn workflow_run_dir(&self, run_id: &str) -> PathBuf {
+        self.dir.join(WORKFLOWS_DIR).join(paths::safe_file_stem(run_id))
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -397,6 +397,94 @@ pub fn waves(workflow: &Workflow) -> Vec<Vec<usize>> {
     waves
 }
 
+/// Where a step stands while a workflow runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    /// Will not run: a step it depends on failed and stops its dependants, or was skipped.
+    Skipped,
+}
+
+/// The order a run takes: which steps can start, and what a failure stops. Pure: the runner
+/// starts what [`Schedule::next_ready`] gives and reports back with [`Schedule::finish`].
+#[derive(Debug, Clone)]
+pub struct Schedule<'a> {
+    workflow: &'a Workflow,
+    index: BTreeMap<&'a str, usize>,
+    states: Vec<StepState>,
+}
+
+impl<'a> Schedule<'a> {
+    /// A schedule from the steps' states (all pending for a new run; a resumed run keeps the
+    /// steps that succeeded). Call after [`check`] found nothing.
+    pub fn new(workflow: &'a Workflow, states: Vec<StepState>) -> Schedule<'a> {
+        assert_eq!(states.len(), workflow.steps.len(), "one state per step");
+        Schedule { workflow, index: first_index(workflow), states }
+    }
+
+    pub fn state(&self, step: usize) -> StepState {
+        self.states[step]
+    }
+
+    /// The first pending step (in file order) whose dependencies are all over: succeeded, or
+    /// failed with `on_failure: continue`.
+    pub fn next_ready(&self) -> Option<usize> {
+        (0..self.states.len()).find(|&i| {
+            self.states[i] == StepState::Pending
+                && self.workflow.steps[i].depends_on.iter().all(|(dep, _)| {
+                    self.index.get(dep.as_str()).is_some_and(|&d| match self.states[d] {
+                        StepState::Succeeded => true,
+                        StepState::Failed => self.workflow.steps[d].on_failure == OnFailure::Continue,
+                        _ => false,
+                    })
+                })
+        })
+    }
+
+    pub fn start(&mut self, step: usize) {
+        self.states[step] = StepState::Running;
+    }
+
+    /// A step ended. A failure that stops its dependants skips them, and theirs in turn; returns
+    /// the steps newly skipped, each with the step whose failure stopped it.
+    pub fn finish(&mut self, step: usize, succeeded: bool) -> Vec<(usize, usize)> {
+        self.states[step] = if succeeded { StepState::Succeeded } else { StepState::Failed };
+        let mut skipped = Vec::new();
+        if succeeded || self.workflow.steps[step].on_failure == OnFailure::Continue {
+            return skipped;
+        }
+        let mut stack = vec![step];
+        while let Some(stopped) = stack.pop() {
+            let id = self.workflow.steps[stopped].id.as_str();
+            for (i, other) in self.workflow.steps.iter().enumerate() {
+                if self.states[i] == StepState::Pending && other.depends_on.iter().any(|(d, _)| d == id) {
+                    self.states[i] = StepState::Skipped;
+                    skipped.push((i, step));
+                    stack.push(i);
+                }
+            }
+        }
+        skipped
+    }
+
+    /// A running step goes back to waiting (its runner was asked to stop).
+    pub fn put_back(&mut self, step: usize) {
+        self.states[step] = StepState::Pending;
+    }
+
+    pub fn running(&self) -> usize {
+        self.states.iter().filter(|s| **s == StepState::Running).count()
+    }
+
+    /// Whether every step has succeeded.
+    pub fn all_succeeded(&self) -> bool {
+        self.states.iter().all(|s| *s == StepState::Succeeded)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,5 +612,58 @@ mod tests {
             placeholders(template),
             vec![Placeholder::Var("topic".into()), Placeholder::Output("search".into())]
         );
+    }
+
+    #[test]
+    fn the_schedule_runs_branches_side_by_side_and_a_failure_stops_only_its_dependants() {
+        // a -> {b, c}; b -> d; c -> e; e has on_failure: continue, f after e.
+        let mut workflow = Workflow {
+            name: "t".into(),
+            steps: vec![
+                step("a", 1, "x", &[]),
+                step("b", 4, "x", &["a"]),
+                step("c", 7, "x", &["a"]),
+                step("d", 10, "x", &["b"]),
+                step("e", 13, "x", &["c"]),
+                step("f", 16, "x", &["e"]),
+            ],
+            ..Workflow::default()
+        };
+        workflow.steps[4].on_failure = OnFailure::Continue;
+        let mut schedule = Schedule::new(&workflow, vec![StepState::Pending; 6]);
+        assert_eq!(schedule.next_ready(), Some(0));
+        schedule.start(0);
+        assert_eq!(schedule.next_ready(), None, "b and c wait for a");
+        assert!(schedule.finish(0, true).is_empty());
+        schedule.start(1);
+        assert_eq!(schedule.next_ready(), Some(2), "c runs beside b");
+        schedule.start(2);
+        assert_eq!(schedule.running(), 2);
+        assert_eq!(schedule.finish(1, false), [(3, 1)], "b's failure skips d");
+        assert_eq!(schedule.state(3), StepState::Skipped);
+        assert!(schedule.finish(2, true).is_empty());
+        schedule.start(4);
+        assert!(schedule.finish(4, false).is_empty(), "e continues on failure");
+        assert_eq!(schedule.next_ready(), Some(5), "f runs after e failed");
+        schedule.start(5);
+        schedule.put_back(5);
+        assert_eq!(schedule.next_ready(), Some(5));
+        assert!(!schedule.all_succeeded());
+    }
+
+    #[test]
+    fn a_failure_skips_dependants_of_dependants_and_a_resume_starts_after_what_succeeded() {
+        let workflow = Workflow {
+            name: "chain".into(),
+            steps: vec![step("a", 1, "x", &[]), step("b", 4, "x", &["a"]), step("c", 7, "x", &["b"])],
+            ..Workflow::default()
+        };
+        let mut schedule = Schedule::new(&workflow, vec![StepState::Pending; 3]);
+        schedule.start(0);
+        assert_eq!(schedule.finish(0, false), [(1, 0), (2, 0)]);
+        assert_eq!(schedule.next_ready(), None);
+        let resumed =
+            Schedule::new(&workflow, vec![StepState::Succeeded, StepState::Pending, StepState::Pending]);
+        assert_eq!(resumed.next_ready(), Some(1));
     }
 }

@@ -43,7 +43,7 @@ enum Command {
     /// One line for Claude Code's status line: last route, today's compliance and savings,
     /// rate-limit windows (reads Claude Code's JSON on stdin). `--install` sets it up.
     Statusline(statusline::StatuslineArgs),
-    /// Check a workflow file (routed, multi-step work) and show its plan.
+    /// Routed, parallel, resumable multi-step work: check, run, resume, status, list.
     Workflow(workflow::WorkflowArgs),
     /// Print where marshal keeps its ledger, session journals and log.
     Paths,
@@ -60,9 +60,11 @@ fn main() -> ExitCode {
         Command::Usage(args) => usage::run(args),
         Command::Statusline(args) => statusline::run(args),
         Command::Workflow(args) => match workflow::run(args) {
-            Ok(true) => Ok(()),
-            Ok(false) => return ExitCode::FAILURE,
-            Err(err) => Err(err),
+            Ok(code) => return ExitCode::from(code),
+            Err(err) => {
+                let _ = writeln!(std::io::stderr(), "marshal: {err:#}");
+                return ExitCode::from(workflow::EXIT_NOT_STARTED);
+            }
         },
         Command::Paths => print_paths(),
         Command::Doctor(args) => match doctor::run(args) {

@@ -1,6 +1,13 @@
 //! `marshal workflow`: reads a workflow file (YAML, or JSON, which is YAML too) with its line
 //! numbers, checks all of it (marshal_core::workflow), and shows the plan: the waves of steps
-//! that can run together, and where each step is routed and why.
+//! that can run together, and where each step is routed and why. `run`, `resume`, `status` and
+//! `list` (runs.rs) carry plans out, with their state in marshal's database.
+
+mod progress;
+mod run;
+mod runs;
+
+pub use runs::EXIT_NOT_STARTED;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,7 +18,7 @@ use marshal_core::agents::Tier;
 use marshal_core::context::{self, RoutingContext};
 use marshal_core::orchestrate::Target;
 use marshal_core::paths::{self, StateDirEnv};
-use marshal_core::routing::{self, Decision};
+use marshal_core::routing::{self, Decision, Recommendation};
 use marshal_core::workflow::{self, OnFailure, Problem, Step, Workflow};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -28,23 +35,37 @@ enum WorkflowCommand {
     /// Check a workflow file and show its plan: the steps in waves (a wave's steps can run
     /// together), with each step's route and the reason. Exit status 1 when the file has problems.
     Check(CheckArgs),
+    /// Run a workflow: each step on its routed agent and model as a claude -p child, independent
+    /// steps side by side. Prints the run id first; see the exit codes below.
+    Run(runs::RunArgs),
+    /// Carry on with a run that was interrupted or failed: steps that succeeded are not run again.
+    Resume(runs::ResumeArgs),
+    /// Show a run and its steps (default: the latest run).
+    Status(runs::StatusArgs),
+    /// List every workflow run, oldest first.
+    List(runs::ListArgs),
 }
 
 #[derive(Args)]
-struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// The workflow file (YAML or JSON).
-    file: PathBuf,
+    pub file: PathBuf,
     /// Set a variable (repeatable): overrides the file's `vars`.
     #[arg(long = "var", value_name = "NAME=VALUE")]
-    vars: Vec<String>,
+    pub vars: Vec<String>,
     /// Print JSON: {name, file, problems: [{line, message}], waves: [[{id, tier, agent, model, reason, depends_on, on_failure}]]}.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
-pub fn run(args: WorkflowArgs) -> Result<bool> {
+/// The exit status of `marshal workflow`.
+pub fn run(args: WorkflowArgs) -> Result<u8> {
     match args.command {
-        WorkflowCommand::Check(args) => check(args),
+        WorkflowCommand::Check(args) => Ok(if check(args)? { 0 } else { 1 }),
+        WorkflowCommand::Run(args) => runs::run(args),
+        WorkflowCommand::Resume(args) => runs::resume(args),
+        WorkflowCommand::Status(args) => runs::status(args),
+        WorkflowCommand::List(args) => runs::list(args),
     }
 }
 
@@ -103,9 +124,19 @@ impl std::error::Error for ParseError {}
 /// Reads and converts a workflow file. `Err` is a file that cannot be read or parsed (one
 /// message with its line); the problems of a file that parses come from [`workflow::check`].
 pub fn load(path: &Path, overrides: &[String]) -> Result<(Workflow, Vec<Problem>)> {
+    load_text(&read_source(path)?, &path.display().to_string(), overrides)
+}
+
+/// A workflow file's text (at most [`MAX_FILE_BYTES`]).
+pub fn read_source(path: &Path) -> Result<String> {
     let bytes = marshal_core::fsutil::read_capped(path, MAX_FILE_BYTES, marshal_core::fsutil::Links::Follow)?
         .with_context(|| format!("no workflow file at {}", path.display()))?;
-    let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
+}
+
+/// [`load`] on text already read (a resumed run reads the text saved when it started); `file`
+/// names it in messages.
+pub fn load_text(text: &str, file: &str, overrides: &[String]) -> Result<(Workflow, Vec<Problem>)> {
     let raw: RawWorkflow = serde_saphyr::from_str(text.trim_start_matches('\u{feff}')).map_err(|err| {
         let line = err.location().map(|l| l.line() as usize);
         // The parser's first line says it all; the rest is its own source excerpt.
@@ -116,7 +147,7 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<(Workflow, Vec<Problem>
             .split_once(": ")
             .filter(|(head, _)| head.starts_with("line "))
             .map_or(first, |(_, rest)| rest);
-        ParseError { line, message: plain_parser_message(first), file: path.display().to_string() }
+        ParseError { line, message: plain_parser_message(first), file: file.to_string() }
     })?;
     let mut problems = Vec::new();
     let mut vars = raw.vars;
@@ -259,24 +290,33 @@ fn plain_parser_message(message: &str) -> String {
         .to_string()
 }
 
-/// Where a step goes (the same target an orchestration runs), and why.
-struct Route {
-    target: Target,
-    reason: String,
+/// Where a step goes (the same target an orchestration runs), why, and the decision the ledger
+/// records.
+pub(crate) struct Route {
+    pub target: Target,
+    pub reason: String,
+    pub decision: Recommendation,
 }
 
-fn route_step(step: &Step, workflow: &Workflow, routing: &RoutingContext) -> Route {
+/// The task name recorded for a step whose tier or agent the workflow sets.
+const ASSIGNED_TASK: &str = "workflow";
+
+/// Routes a step whose prompt reads `prompt` (filled as far as it is known).
+pub(crate) fn route_step(step: &Step, prompt: &str, routing: &RoutingContext) -> Route {
     let config = routing.config();
-    let by_tier =
-        |tier: Tier, reason: &str| Route { target: Target::for_tier(tier, config), reason: reason.into() };
+    let assigned = |target: Target, reason: &str| Route {
+        decision: target.assigned(ASSIGNED_TASK, reason, config),
+        target,
+        reason: reason.into(),
+    };
     if let Some(tier) = step.tier {
-        return by_tier(tier, "tier set in the workflow");
+        return assigned(Target::for_tier(tier, config), "tier set in the workflow");
     }
     if let Some(agent) = &step.agent {
         let bare = marshal_core::agents::normalize_agent_name(agent);
         // One of the tier agents (the plugin's own): that tier, that model.
         if let Some(tier) = Tier::ALL.into_iter().find(|t| config.agents.get(*t) == bare) {
-            return by_tier(tier, "agent named in the workflow");
+            return assigned(Target::for_tier(tier, config), "agent named in the workflow");
         }
         let found = routing.agents.iter().find(|a| a.name == bare);
         let model =
@@ -292,25 +332,24 @@ fn route_step(step: &Step, workflow: &Workflow, routing: &RoutingContext) -> Rou
         } else {
             "agent named in the workflow (not found among your agents)"
         };
-        return Route { target, reason: reason.into() };
+        return assigned(target, reason);
     }
-    // Routed on the prompt as far as it is known before the run: variables filled, earlier
-    // outputs left as their placeholders.
-    let known = workflow::render(&step.prompt, &workflow.vars, &BTreeMap::new());
-    match routing::route(&known, &routing.inputs()) {
+    match routing::route(prompt, &routing.inputs()) {
         Decision::Route(rec) => Route {
             target: Target::from_recommendation(&rec),
             reason: format!("routed: {}", rec.explanation.tier_reason),
+            decision: *rec,
         },
         // A step is work by definition: where routing would stay out (a short template such as
         // "Critique: {steps.x.output}" says little on its own), the base tier runs it.
-        Decision::Abstain(_) => {
-            by_tier(Tier::Base, "no route from the template alone; the base tier by default")
-        }
+        Decision::Abstain(_) => assigned(
+            Target::for_tier(Tier::Base, config),
+            "no route from the prompt alone; the base tier by default",
+        ),
     }
 }
 
-fn check(args: CheckArgs) -> Result<bool> {
+pub(crate) fn check(args: CheckArgs) -> Result<bool> {
     let (workflow, problems) = match load(&args.file, &args.vars) {
         Ok(loaded) => loaded,
         Err(err) => match err.downcast::<ParseError>() {
@@ -333,8 +372,17 @@ fn check(args: CheckArgs) -> Result<bool> {
     let routing =
         RoutingContext::load(state_dir.as_deref(), project.as_deref(), context::plugin_root().as_deref());
     let waves = if problems.is_empty() { workflow::waves(&workflow) } else { Vec::new() };
-    let routes: BTreeMap<usize, Route> =
-        waves.iter().flatten().map(|&i| (i, route_step(&workflow.steps[i], &workflow, &routing))).collect();
+    // Routed on each prompt as far as it is known before the run: variables filled, earlier
+    // outputs left as their placeholders.
+    let routes: BTreeMap<usize, Route> = waves
+        .iter()
+        .flatten()
+        .map(|&i| {
+            let step = &workflow.steps[i];
+            let known = workflow::render(&step.prompt, &workflow.vars, &BTreeMap::new());
+            (i, route_step(step, &known, &routing))
+        })
+        .collect();
     let file = args.file.display().to_string();
     let out = if args.json {
         let waves_json: Vec<Value> = waves
@@ -414,7 +462,7 @@ fn check(args: CheckArgs) -> Result<bool> {
 }
 
 /// A table of text columns, all left-aligned, the last one unpadded.
-fn left_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn left_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
