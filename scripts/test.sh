@@ -75,3 +75,4 @@ scripts/bench.sh --runs 50 --bin "$install_root/bin"
 scripts/bench-report.sh --records 200000 --runs 3
 scripts/bench-usage.sh --megabytes 64 --runs 3
 scripts/bench-orchestrate.sh --runs 30 --bin "$install_root/bin"
+scripts/bench-workflow.sh --steps 50 --runs 3 --bin "$install_root/bin"

@@ -325,3 +325,269 @@ steps:
         assert!(unknown.stderr_text().contains("no workflow run 'no-such-run'"), "{}", unknown.stderr_text());
     }
 }
+
+// ---------------------------------------------------------------------------
+// The runner's own behaviour, with a stand-in CLI (a shell script) instead of Claude Code.
+
+mod runner {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use serde_json::Value;
+
+    use crate::support::process::Ran;
+
+    /// A stand-in CLI: logs "<model> <prompt>" per call, fails (exit 7) on a prompt holding
+    /// FAIL, sleeps on one holding SLOW, else answers "answer:<first word of the prompt>".
+    const STUB: &str = r#"#!/bin/sh
+model=""; prompt=""
+while [ $# -gt 0 ]; do case "$1" in --model) model="$2"; shift;; --) shift; prompt="$1";; esac; shift; done
+echo "$model $prompt" >> "$STUB_LOG"
+case "$prompt" in *FAIL*) echo "boom" >&2; exit 7;; esac
+case "$prompt" in *SLOW*) sleep 30;; esac
+word="${prompt%% *}"
+printf '{"type":"result","is_error":false,"result":"answer:%s {vars.x} {steps.a.output}","session_id":"s"}\n' "$word"
+"#;
+
+    struct Bench {
+        dir: tempfile::TempDir,
+    }
+
+    impl Bench {
+        fn new() -> Bench {
+            let dir = tempfile::tempdir().unwrap();
+            let stub = dir.path().join("claude");
+            std::fs::write(&stub, STUB).unwrap();
+            std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Bench { dir }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        fn write(&self, name: &str, text: &str) -> String {
+            std::fs::write(self.path(name), text).unwrap();
+            self.path(name).display().to_string()
+        }
+
+        fn command(&self, args: &[&str]) -> Command {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_marshal"));
+            command
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("HOME", self.path("home"))
+                .env("MARSHAL_STATE_DIR", self.path("state"))
+                .env("MARSHAL_CLAUDE_BIN", self.path("claude"))
+                .env("STUB_LOG", self.path("calls.log"))
+                .current_dir(self.dir.path())
+                .arg("workflow")
+                .args(args);
+            command
+        }
+
+        fn run(&self, args: &[&str]) -> Ran {
+            Ran::of(&mut self.command(args), None, Duration::from_secs(120))
+        }
+
+        fn calls(&self) -> Vec<String> {
+            std::fs::read_to_string(self.path("calls.log"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect()
+        }
+    }
+
+    fn json(ran: &Ran) -> Value {
+        serde_json::from_slice(&ran.0.stdout).unwrap_or_else(|e| panic!("{e}: {}", ran.stdout_text()))
+    }
+
+    fn statuses(summary: &Value) -> Vec<(String, String)> {
+        summary["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["id"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string()))
+            .collect()
+    }
+
+    const BRANCHES: &str = r#"
+name: branches
+steps:
+  - id: a
+    prompt: "a: list the files"
+    tier: weak
+  - id: bad
+    prompt: "bad: FAIL {steps.a.output}"
+    tier: weak
+    depends_on: [a]
+  - id: after-bad
+    prompt: "after-bad: {steps.bad.output}"
+    tier: weak
+    depends_on: [bad]
+  - id: good
+    prompt: "good: {steps.a.output}"
+    tier: weak
+    depends_on: [a]
+  - id: soft
+    prompt: "soft: FAIL"
+    tier: weak
+    on_failure: continue
+  - id: after-soft
+    prompt: "after-soft: [{steps.soft.output}]"
+    tier: weak
+    depends_on: [soft]
+"#;
+
+    #[test]
+    fn a_failed_step_skips_its_dependants_while_other_branches_finish_and_resume_retries_it() {
+        let bench = Bench::new();
+        let file = bench.write("wf.yaml", BRANCHES);
+        let ran = bench.run(&["run", &file, "--json"]).code(1);
+        let summary = json(&ran);
+        assert_eq!(summary["status"], "failed");
+        let expected: Vec<(String, String)> = [
+            ("a", "succeeded"),
+            ("bad", "failed"),
+            ("after-bad", "skipped"),
+            ("good", "succeeded"),
+            ("soft", "failed"),
+            ("after-soft", "succeeded"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(statuses(&summary), expected);
+        let bad = &summary["steps"][1];
+        // weak, weak again (no retry for a plain failure: it escalates), base, strong.
+        assert_eq!(bad["attempts"], 3, "{bad}");
+        assert!(bad["error"].as_str().unwrap().contains("exited with status 7"), "{bad}");
+        assert_eq!(summary["steps"][2]["error"], "not run: step 'bad' failed");
+        // An answer is text: placeholders in it are not filled again in a dependant's prompt.
+        let calls = bench.calls();
+        assert!(calls.iter().any(|c| c == "haiku good: answer:a: {vars.x} {steps.a.output}"), "{calls:#?}");
+        // A step that failed with on_failure: continue leaves an empty output to its dependants.
+        assert!(calls.iter().any(|c| c == "haiku after-soft: []"), "{calls:#?}");
+
+        // The text summary says what failed and how to carry on.
+        let run_id = summary["run_id"].as_str().unwrap().to_string();
+        let text = bench.run(&["status", &run_id]).success().stdout_text();
+        assert!(text.contains(&format!("run {run_id} (workflow branches): failed")), "{text}");
+        assert!(text.contains("step bad: marshal: orchestration failed after 3 attempt(s)"), "{text}");
+        assert!(text.contains(&format!("Resume with: marshal workflow resume {run_id}")), "{text}");
+
+        // Fix the cause and resume: only what had not succeeded runs again.
+        let before = bench.calls().len();
+        std::fs::write(bench.path("claude"), STUB.replace("*FAIL*) echo", "*NEVER*) echo")).unwrap();
+        let resumed = json(&bench.run(&["resume", &run_id, "--json"]).success());
+        assert_eq!(resumed["status"], "succeeded");
+        let mut again: Vec<String> =
+            bench.calls()[before..].iter().map(|c| c.split(':').next().unwrap().to_string()).collect();
+        again.sort_unstable();
+        // after-soft had succeeded (on an empty stand-in for soft): it is not run again.
+        assert_eq!(again, ["haiku after-bad", "haiku bad", "haiku soft"]);
+    }
+
+    #[test]
+    fn sigint_stops_the_run_as_interrupted_and_resume_finishes_it() {
+        let bench = Bench::new();
+        let file = bench.write(
+            "wf.yaml",
+            "name: slow\nsteps:\n  - id: quick\n    prompt: \"quick: go\"\n    tier: weak\n  - id: slow\n    prompt: \"slow: SLOW {steps.quick.output}\"\n    tier: weak\n    depends_on: [quick]\n",
+        );
+        let runner =
+            bench.command(&["run", &file]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let started = Instant::now();
+        while !bench.calls().iter().any(|c| c.contains("slow:")) {
+            assert!(started.elapsed() < Duration::from_secs(60), "the slow step never started");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let signalled = Command::new("kill").args(["-INT", &runner.id().to_string()]).status().unwrap();
+        assert!(signalled.success());
+        let out = runner.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(started.elapsed() < Duration::from_secs(25), "the stand-in's sleep was not cut short");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("interrupted") && text.contains("Resume with: marshal workflow resume"),
+            "{text}"
+        );
+        let status = json(&bench.run(&["status", "--json"]).success());
+        assert_eq!(status["status"], "interrupted");
+        assert_eq!(statuses(&status)[1], ("slow".to_string(), "pending".to_string()));
+
+        std::fs::write(bench.path("claude"), STUB.replace("sleep 30", "true")).unwrap();
+        let run_id = status["run_id"].as_str().unwrap().to_string();
+        assert_eq!(json(&bench.run(&["resume", &run_id, "--json"]).success())["status"], "succeeded");
+        assert_eq!(bench.calls().iter().filter(|c| c.contains("quick: go")).count(), 1);
+    }
+
+    #[test]
+    fn two_runs_at_once_keep_apart_and_a_live_run_cannot_be_resumed_twice() {
+        let bench = Bench::new();
+        let slow = bench
+            .write("slow.yaml", "name: one\nsteps:\n  - id: s\n    prompt: \"s: SLOW\"\n    tier: weak\n");
+        let other = bench
+            .write("other.yaml", "name: two\nsteps:\n  - id: t\n    prompt: \"t: go\"\n    tier: weak\n");
+        let mut first =
+            bench.command(&["run", &slow]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let started = Instant::now();
+        while !bench.calls().iter().any(|c| c.contains("s: SLOW")) {
+            assert!(started.elapsed() < Duration::from_secs(60));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let second = json(&bench.run(&["run", &other, "--json"]).success());
+        assert_eq!(second["status"], "succeeded");
+        let list = json(&bench.run(&["list", "--json"]).success());
+        let by_name: Vec<(String, String)> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["name"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(
+            by_name,
+            [("one".to_string(), "running".to_string()), ("two".to_string(), "succeeded".to_string())]
+        );
+        let live = list[0]["run_id"].as_str().unwrap().to_string();
+        let refused = bench.run(&["resume", &live]).code(2);
+        assert!(
+            refused.stderr_text().contains("is running in another marshal process"),
+            "{}",
+            refused.stderr_text()
+        );
+        first.kill().unwrap();
+        first.wait().unwrap();
+    }
+
+    #[test]
+    fn exit_codes_for_a_bad_file_a_missing_cli_bad_usage_and_a_dry_run() {
+        let bench = Bench::new();
+        let broken =
+            bench.write("broken.yaml", "name: b\nsteps:\n  - id: a\n    prompt: \"{steps.nope.output}\"\n");
+        let ran = bench.run(&["run", &broken]).code(2);
+        assert!(ran.stdout_text().contains("broken.yaml:4:"), "{}", ran.stdout_text());
+        assert!(bench.calls().is_empty(), "nothing ran");
+        let good =
+            bench.write("good.yaml", "name: g\nsteps:\n  - id: a\n    prompt: \"a: go\"\n    tier: base\n");
+        let plan = json(&bench.run(&["run", &good, "--dry-run", "--json"]).success());
+        assert_eq!(plan["waves"][0][0]["model"], "sonnet");
+        assert!(bench.calls().is_empty(), "a dry run runs nothing");
+        assert!(!bench.path("state/marshal.db").exists(), "a dry run records nothing");
+        bench.run(&["run", &good, "--concurrency", "0"]).code(2);
+        let mut no_cli = bench.command(&["run", &good]);
+        no_cli.env("MARSHAL_CLAUDE_BIN", "/nonexistent/claude");
+        let ran = Ran::of(&mut no_cli, None, Duration::from_secs(60)).code(3);
+        assert!(ran.stderr_text().contains("the Claude Code CLI was not found"), "{}", ran.stderr_text());
+        assert_eq!(
+            json(&bench.run(&["list", "--json"]).success()),
+            serde_json::json!([]),
+            "nothing was started"
+        );
+        let ran = bench.run(&["status", "nope"]).code(2);
+        assert!(ran.stderr_text().contains("no workflow run 'nope'"), "{}", ran.stderr_text());
+    }
+}

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -92,17 +92,23 @@ pub fn run(spawn: &Spawn, since: Instant) -> Result<Finished> {
     }
     isolate(&mut command);
     let started = Instant::now();
+    // Held from the spawn until the child is on the list: another thread's orphan sweep
+    // (which holds it too) must never take this child for an orphan and reap it.
+    let mut live = live_attempts().lock().unwrap_or_else(PoisonError::into_inner);
     let mut child =
         command.spawn().with_context(|| format!("could not start {}", spawn.program.display()))?;
     let spawned_after = since.elapsed();
     let pid = child.id();
-    live_attempts().lock().map(|mut live| live.push(pid)).ok();
+    live.push(pid);
+    drop(live);
     let captures = [
         child.stdout.take().map(|pipe| capture(pipe, stdout)),
         child.stderr.take().map(|pipe| capture(pipe, stderr)),
     ];
     let deadline = started + spawn.timeout;
-    let mut pause = Duration::from_millis(2);
+    // Short first pauses: a quick child (a stand-in, an instant refusal) is noticed within a
+    // fraction of a millisecond; a long one costs a wake-up every 50 ms.
+    let mut pause = Duration::from_micros(200);
     let (status, ended) = loop {
         match child.try_wait() {
             Ok(Some(status)) => break (Some(status), Ended::Exited),
@@ -138,7 +144,7 @@ fn end_attempt(child: &mut std::process::Child, pid: u32) {
     kill_group(pid);
     let _ = child.kill();
     let _ = child.wait();
-    live_attempts().lock().map(|mut live| live.retain(|p| *p != pid)).ok();
+    live_attempts().lock().unwrap_or_else(PoisonError::into_inner).retain(|p| *p != pid);
     reap_orphans(pid);
 }
 
@@ -272,8 +278,10 @@ fn reap_orphans(group: u32) {
     let attempt_group = i32::try_from(group).ok().and_then(Pid::from_raw);
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
-        let live: Vec<i32> =
-            live_attempts().lock().map(|l| l.iter().map(|p| *p as i32).collect()).unwrap_or_default();
+        // The list stays locked while the children are listed and killed, so no attempt can
+        // start in between and be taken for an orphan (see `run`).
+        let live_guard = live_attempts().lock().unwrap_or_else(PoisonError::into_inner);
+        let live: Vec<i32> = live_guard.iter().map(|p| *p as i32).collect();
         let orphans: Vec<(i32, i32)> = children_of(me)
             .into_iter()
             .filter(|(pid, group)| *group != my_group && !live.contains(pid) && !live.contains(group))
@@ -286,6 +294,7 @@ fn reap_orphans(group: u32) {
                 let _ = kill_process_group(group, Signal::KILL);
             }
         }
+        drop(live_guard);
         for (pid, _) in &orphans {
             if let Some(pid) = Pid::from_raw(*pid) {
                 let _ = waitpid(Some(pid), WaitOptions::empty());
@@ -475,5 +484,40 @@ mod tests {
         assert_eq!(resolve_program(Some("/nonexistent/claude"), "claude"), None);
         assert!(resolve_program(None, "sh").is_some());
         assert_eq!(resolve_program(None, "surely-not-a-program-here"), None);
+    }
+
+    #[test]
+    fn attempts_on_many_threads_never_reap_each_others_children() {
+        // One thread's orphan sweep once took another's newly started child for an orphan.
+        let tmp = tempfile::tempdir().unwrap();
+        let program = script(tmp.path(), "quick", "echo done");
+        std::thread::scope(|scope| {
+            for thread in 0..6 {
+                let (program, dir) = (&program, tmp.path());
+                scope.spawn(move || {
+                    for n in 0..15 {
+                        let (out, err) =
+                            (dir.join(format!("{thread}-{n}.o")), dir.join(format!("{thread}-{n}.e")));
+                        let finished = run(
+                            &Spawn {
+                                program,
+                                args: &[],
+                                cwd: dir,
+                                remove_env: &[],
+                                set_env: &[],
+                                timeout: Duration::from_secs(30),
+                                stdin: None,
+                                stdout: &out,
+                                stderr: &err,
+                            },
+                            Instant::now(),
+                        )
+                        .unwrap_or_else(|e| panic!("thread {thread}, run {n}: {e:#}"));
+                        assert_eq!(finished.ended, Ended::Exited);
+                        assert_eq!(std::fs::read_to_string(&out).unwrap(), "done\n");
+                    }
+                });
+            }
+        });
     }
 }
