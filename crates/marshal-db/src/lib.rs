@@ -1,5 +1,5 @@
 //! marshal's SQLite database (`marshal.db` in the state directory): the state of workflow runs,
-//! and the work queue next to it. This crate owns the schema and its migrations; the user CLI
+//! and the work queue. This crate owns the schema and its migrations; the user CLI
 //! and the MCP server link it, a hook never does (`scripts/check-hook-deps.sh`).
 //!
 //! Every connection waits for a busy database (bounded, [`BUSY_TIMEOUT`]) rather than failing,
@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, TransactionBehavior};
 
+pub mod queue;
 pub mod workflows;
 
 /// How long a statement waits for another process's write to finish before failing.
@@ -52,6 +53,8 @@ const MIGRATIONS: &[&str] = &[
         error       TEXT,
         PRIMARY KEY (run_id, step_id)
     );",
+    // 2: the work queue.
+    queue::MIGRATION,
 ];
 
 /// The schema version this build writes.
@@ -150,5 +153,25 @@ mod tests {
         let version: u32 =
             Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION + 1);
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("marshal.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute(
+                "INSERT INTO workflow_runs VALUES ('r', 'n', 'f', 's', '[]', '/p', 2, 'succeeded', 't', NULL)",
+                [],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(db.runs().unwrap().len(), 1);
+        assert_eq!(db.tasks(None).unwrap(), Vec::new());
     }
 }
