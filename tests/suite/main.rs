@@ -10,6 +10,7 @@ mod enforcement;
 mod hooks;
 mod host_safety;
 mod orchestration;
+mod queue;
 mod reliability;
 mod support;
 mod usage;

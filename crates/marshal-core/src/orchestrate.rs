@@ -118,6 +118,9 @@ pub enum AttemptStatus {
     Interrupted,
     /// `is_error` with an API error status: worth a retry.
     ApiError,
+    /// `is_error` with status 429: the account's quota is used up. Neither a retry nor another
+    /// tier helps until it resets, so the run stops there.
+    RateLimited,
     Failed,
     /// The CLI could not be started at all.
     SpawnFailed,
@@ -160,6 +163,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// The run ended on a rate limit (429).
+    pub fn rate_limited(&self) -> bool {
+        self.attempts.last().is_some_and(|a| a.status == AttemptStatus::RateLimited)
+    }
+
     pub fn succeeded(&self) -> Option<&Attempt> {
         self.attempts.iter().find(|a| a.status == AttemptStatus::Succeeded)
     }
@@ -197,6 +205,7 @@ fn describe(attempt: &Attempt) -> String {
         AttemptStatus::EscalationRequested => "the agent asked for a stronger tier".into(),
         AttemptStatus::TimedOut => format!("timed out after {} s", attempt.duration_ms / 1000),
         AttemptStatus::Interrupted => "interrupted: marshal was asked to stop".into(),
+        AttemptStatus::RateLimited => "rate limited (429): the quota is used up until it resets".into(),
         AttemptStatus::ApiError => {
             format!("API error {}", attempt.api_error_status.map_or("(no status)".into(), |s| s.to_string()))
         }
@@ -252,7 +261,10 @@ pub fn run(job: &Job) -> Run {
             return run;
         }
         run.attempts.push(attempt);
-        if matches!(status, AttemptStatus::SpawnFailed | AttemptStatus::Interrupted) {
+        if matches!(
+            status,
+            AttemptStatus::SpawnFailed | AttemptStatus::Interrupted | AttemptStatus::RateLimited
+        ) {
             break;
         }
         if status == AttemptStatus::TimedOut && Instant::now() >= job.deadline {
@@ -343,6 +355,7 @@ fn run_attempt(job: &Job, target: &Target, number: u32, timeout: Duration) -> At
                 AttemptStatus::Succeeded
             }
         }
+        (r, _) if r.is_error && r.api_error_status == Some(429) => AttemptStatus::RateLimited,
         (r, _) if r.is_error && r.api_error_status.is_some() => AttemptStatus::ApiError,
         _ => AttemptStatus::Failed,
     };
@@ -490,5 +503,15 @@ esac"#;
         );
         assert!(text.contains("s1-p1-2.out"), "{text}");
         assert_eq!(std::fs::read_to_string(&run.attempts[1].stdout).unwrap(), "started\n");
+    }
+
+    #[test]
+    fn a_rate_limit_ends_the_run_at_once() {
+        let script = r#"echo '{"type":"result","is_error":true,"api_error_status":429,"result":"rate limited"}'; exit 1"#;
+        let (run, _tmp) = run_with(script, &Config::default());
+        let statuses: Vec<AttemptStatus> = run.attempts.iter().map(|a| a.status).collect();
+        assert_eq!(statuses, [AttemptStatus::RateLimited]);
+        assert!(run.rate_limited() && run.result.is_none());
+        assert!(run.failure_text().contains("rate limited (429)"), "{}", run.failure_text());
     }
 }

@@ -68,8 +68,25 @@ pub struct Db {
 impl Db {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Db> {
-        let conn = Connection::open(path).with_context(|| format!("could not open {}", path.display()))?;
-        Db::prepare(conn).with_context(|| format!("could not use the database {}", path.display()))
+        // Many processes opening a new database at once can meet a lock that SQLite reports at
+        // once instead of waiting on (switching the journal mode needs the file to itself): try
+        // again, within the same bound as any other wait.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let conn =
+                Connection::open(path).with_context(|| format!("could not open {}", path.display()))?;
+            match Db::prepare(conn) {
+                Ok(db) => return Ok(db),
+                Err(err) if is_busy(&err) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| format!("could not use the database {}", path.display()))
+                }
+            }
+        }
     }
 
     /// A private database in memory, for tests.
@@ -80,7 +97,11 @@ impl Db {
     fn prepare(mut conn: Connection) -> Result<Db> {
         // First the wait: switching the journal mode itself needs the lock another process may hold.
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        // WAL is a property of the file: once set, later opens only read it.
+        let mut mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+        if mode != "wal" && mode != "memory" {
+            mode = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        }
         // A database in memory answers "memory"; anything else on disk cannot share safely.
         if mode != "wal" && mode != "memory" {
             bail!("the database would not switch to write-ahead logging (journal mode {mode})");
@@ -105,6 +126,18 @@ impl Db {
     pub fn schema_version(&self) -> Result<u32> {
         Ok(self.conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
     }
+}
+
+/// SQLite's "busy" or "locked", anywhere in the error's chain.
+fn is_busy(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<rusqlite::Error>().is_some_and(|e| {
+            matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            )
+        })
+    })
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -173,5 +206,17 @@ mod tests {
         assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
         assert_eq!(db.runs().unwrap().len(), 1);
         assert_eq!(db.tasks(None).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn many_connections_opening_a_new_database_at_once_all_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("marshal.db");
+        std::thread::scope(|scope| {
+            for _ in 0..16 {
+                scope.spawn(|| Db::open(&path).unwrap().schema_version().unwrap());
+            }
+        });
+        assert_eq!(Db::open(&path).unwrap().schema_version().unwrap(), SCHEMA_VERSION);
     }
 }

@@ -191,6 +191,20 @@ impl Db {
         Ok(task)
     }
 
+    /// The earliest time a pending task waits for (after `now`), and whether it waits for a
+    /// rate limit to reset (its note says so).
+    pub fn next_wait(&self, now: &str) -> Result<Option<(String, bool)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT not_before, coalesce(error, '') LIKE 'rate limited%' FROM queue_tasks
+                 WHERE status = 'pending' AND not_before > ?1 ORDER BY not_before LIMIT 1",
+                [now],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
     /// Extends the lease of a task this runner holds; false if it no longer holds it.
     pub fn renew_lease(&self, id: i64, runner: &str, lease_until: &str) -> Result<bool> {
         let changed = self.conn().execute(

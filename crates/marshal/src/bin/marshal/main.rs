@@ -3,6 +3,7 @@
 
 mod doctor;
 mod eval;
+mod queue;
 mod render;
 mod report;
 mod route;
@@ -45,6 +46,8 @@ enum Command {
     Statusline(statusline::StatuslineArgs),
     /// Routed, parallel, resumable multi-step work: check, run, resume, status, list.
     Workflow(workflow::WorkflowArgs),
+    /// A durable work queue: add prompts now, run them unattended later (quota-aware).
+    Queue(queue::QueueArgs),
     /// Print where marshal keeps its ledger, session journals and log.
     Paths,
     /// Check the installation and say how to fix what is wrong (exit status 1 if anything is).
@@ -64,6 +67,13 @@ fn main() -> ExitCode {
             Err(err) => {
                 let _ = writeln!(std::io::stderr(), "marshal: {err:#}");
                 return ExitCode::from(workflow::EXIT_NOT_STARTED);
+            }
+        },
+        Command::Queue(args) => match queue::run(args) {
+            Ok(code) => return ExitCode::from(code),
+            Err(err) => {
+                let _ = writeln!(std::io::stderr(), "marshal: {err:#}");
+                return ExitCode::from(queue::EXIT_USAGE);
             }
         },
         Command::Paths => print_paths(),

@@ -303,36 +303,48 @@ const ASSIGNED_TASK: &str = "workflow";
 
 /// Routes a step whose prompt reads `prompt` (filled as far as it is known).
 pub(crate) fn route_step(step: &Step, prompt: &str, routing: &RoutingContext) -> Route {
+    route_work(step.tier, step.agent.as_deref(), prompt, routing, "the workflow")
+}
+
+/// Where a piece of work goes: the tier or agent it names (`set_in` says where: "the workflow",
+/// "the task"), else its route on `prompt`, else the base tier.
+pub(crate) fn route_work(
+    tier: Option<Tier>,
+    agent: Option<&str>,
+    prompt: &str,
+    routing: &RoutingContext,
+    set_in: &str,
+) -> Route {
     let config = routing.config();
     let assigned = |target: Target, reason: &str| Route {
         decision: target.assigned(ASSIGNED_TASK, reason, config),
         target,
         reason: reason.into(),
     };
-    if let Some(tier) = step.tier {
-        return assigned(Target::for_tier(tier, config), "tier set in the workflow");
+    if let Some(tier) = tier {
+        return assigned(Target::for_tier(tier, config), &format!("tier set in {set_in}"));
     }
-    if let Some(agent) = &step.agent {
+    if let Some(agent) = agent {
         let bare = marshal_core::agents::normalize_agent_name(agent);
         // One of the tier agents (the plugin's own): that tier, that model.
         if let Some(tier) = Tier::ALL.into_iter().find(|t| config.agents.get(*t) == bare) {
-            return assigned(Target::for_tier(tier, config), "agent named in the workflow");
+            return assigned(Target::for_tier(tier, config), &format!("agent named in {set_in}"));
         }
         let found = routing.agents.iter().find(|a| a.name == bare);
         let model =
             found.and_then(|a| a.model.clone()).unwrap_or_else(|| marshal_core::agents::INHERIT_MODEL.into());
         let target = Target {
             tier: Tier::of_model(&model).unwrap_or(Tier::Base),
-            agent: agent.clone(),
-            subagent_type: found.map_or_else(|| agent.clone(), |a| a.subagent_type()),
+            agent: agent.to_string(),
+            subagent_type: found.map_or_else(|| agent.to_string(), |a| a.subagent_type()),
             model,
         };
         let reason = if found.is_some() {
-            "agent named in the workflow"
+            format!("agent named in {set_in}")
         } else {
-            "agent named in the workflow (not found among your agents)"
+            format!("agent named in {set_in} (not found among your agents)")
         };
-        return assigned(target, reason);
+        return assigned(target, &reason);
     }
     match routing::route(prompt, &routing.inputs()) {
         Decision::Route(rec) => Route {

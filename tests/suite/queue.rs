@@ -1,0 +1,255 @@
+//! `marshal queue`: tasks queued now and run unattended by `queue run`, each an orchestration on
+//! its routed model (the real Claude Code CLI against the fake API), rate limits that put a task
+//! back without failing it, a runner killed mid-task whose task returns after its lease, and many
+//! writers and runners sharing one queue.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::claude::{claude_bin, Sandbox};
+use crate::support::fake_api::{ApiRequest, FakeApi, Reply};
+use crate::support::of_kind;
+use crate::support::process::Ran;
+
+fn queue(sandbox: &Sandbox, api: &FakeApi, args: &[&str]) -> Command {
+    let mut command = sandbox.command(Path::new(env!("CARGO_BIN_EXE_marshal")), api);
+    command.env("MARSHAL_CLAUDE_BIN", claude_bin()).arg("queue").args(args);
+    command
+}
+
+fn ran(command: &mut Command) -> Ran {
+    Ran::of(command, None, Duration::from_secs(180))
+}
+
+fn json(ran: &Ran) -> Value {
+    serde_json::from_slice(&ran.0.stdout).unwrap_or_else(|e| panic!("{e}: {}", ran.stdout_text()))
+}
+
+/// The task a request is for: its `TASK-<n>` marker.
+fn task_of(request: &ApiRequest) -> Option<String> {
+    let text = request.message_text();
+    let at = text.find("TASK-")? + "TASK-".len();
+    Some(text[at..].chars().take_while(char::is_ascii_digit).collect())
+}
+
+fn add(sandbox: &Sandbox, api: &FakeApi, args: &[&str]) -> i64 {
+    ran(&mut queue(sandbox, api, &[&["add"], args].concat())).success().stdout_text().trim().parse().unwrap()
+}
+
+#[test]
+fn queued_tasks_run_on_their_routed_models_and_are_recorded() {
+    let sandbox = Sandbox::installed();
+    let api = FakeApi::start(|request| match task_of(request) {
+        Some(n) => Reply::text(format!("ANSWER-{n}")),
+        None => Reply::text("ok"),
+    });
+    let chore = add(&sandbox, &api, &["TASK-1: rename the helper parse_cfg to parse_config in utils.py"]);
+    let hard = add(&sandbox, &api, &["--tier", "strong", "TASK-2: plan the split of the billing monolith"]);
+    let routed = add(
+        &sandbox,
+        &api,
+        &["--after", "1", "TASK-3: add a unit test for parse_config in tests/test_utils.py"],
+    );
+    let summary = json(&ran(&mut queue(&sandbox, &api, &["run", "--json"])).success());
+    assert_eq!((summary["claimed"].as_u64(), summary["done"].as_u64()), (Some(3), Some(3)), "{summary}");
+
+    let tasks = json(&ran(&mut queue(&sandbox, &api, &["list", "--json"])).success());
+    assert!(
+        tasks.as_array().unwrap().iter().all(|t| t["status"] == "done" && t["attempts"] == 1),
+        "{tasks:#}"
+    );
+    let models: BTreeMap<String, String> =
+        api.requests().iter().filter_map(|r| Some((task_of(r)?, r.model().to_string()))).collect();
+    assert_eq!(models["1"], "claude-haiku-5-5", "a chore, routed to the weak tier");
+    assert_eq!(models["2"], "claude-opus-5-5", "the tier the task set");
+    let shown = json(&ran(&mut queue(&sandbox, &api, &["show", &routed.to_string(), "--json"])).success());
+    assert_eq!(shown["result"], "ANSWER-3");
+    // The ledger has each task's orchestration, keyed by its id.
+    let ledger = sandbox.ledger();
+    let outcomes: Vec<&Value> =
+        of_kind(&ledger, "outcome").into_iter().filter(|r| r["session"] == "queue").collect();
+    let mut keys: Vec<&str> = outcomes.iter().map(|r| r["prompt_id"].as_str().unwrap()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, [format!("task-{chore}-1"), format!("task-{hard}-1"), format!("task-{routed}-1")]);
+    let route_models: Vec<&str> = of_kind(&ledger, "route")
+        .iter()
+        .filter(|r| r["prompt_id"] == format!("task-{chore}-1"))
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(route_models, ["haiku"]);
+}
+
+#[test]
+fn a_rate_limited_task_goes_back_to_the_queue_and_is_answered_once() {
+    let sandbox = Sandbox::installed();
+    let limited = Arc::new(AtomicBool::new(true));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let (limit, count) = (Arc::clone(&limited), Arc::clone(&answered));
+    let api = FakeApi::start(move |request| {
+        if task_of(request).is_none() {
+            return Reply::text("ok");
+        }
+        if limit.load(Ordering::SeqCst) {
+            return Reply::Error { status: 429, message: "rate limited".into() };
+        }
+        count.fetch_add(1, Ordering::SeqCst);
+        Reply::text("ANSWER")
+    });
+    let id = add(&sandbox, &api, &["--tier", "weak", "TASK-7: list the files in src"]);
+    let run =
+        ran(&mut queue(&sandbox, &api, &["run", "--until", "+1m", "--backoff-seconds", "3600", "--json"]));
+    let run = run.code(5);
+    let summary = json(&run);
+    assert_eq!(
+        (summary["rate_limited"].as_u64(), summary["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{summary}"
+    );
+    assert!(run.stdout_text().contains("resumes_at"), "{}", run.stdout_text());
+    let task = json(&ran(&mut queue(&sandbox, &api, &["show", &id.to_string(), "--json"])).success());
+    assert_eq!((task["status"].as_str(), task["attempts"].as_u64()), (Some("pending"), Some(0)), "{task:#}");
+    // One request on the weak model, no retry and no escalation: the quota is shared.
+    let models: Vec<String> =
+        api.requests().iter().filter(|r| task_of(r).is_some()).map(|r| r.model().to_string()).collect();
+    assert_eq!(models, ["claude-haiku-5-5"]);
+
+    // The text form says when it resumes.
+    let text = ran(&mut queue(&sandbox, &api, &["run", "--until", "+1s"])).code(5).stdout_text();
+    assert!(text.contains("resumes at"), "{text}");
+
+    // After the reset (here: the not-before time moved), the task runs and is answered once.
+    limited.store(false, Ordering::SeqCst);
+    let db_task = json(&ran(&mut queue(&sandbox, &api, &["list", "--json"])).success());
+    assert_eq!(db_task[0]["status"], "pending");
+    let retried = ran(&mut queue(&sandbox, &api, &["run", "--until", "+1s", "--json"])).code(5);
+    assert_eq!(json(&retried)["claimed"], 0, "it waits for the reset time: {}", retried.stdout_text());
+    force_ready(&sandbox, id);
+    let done = json(&ran(&mut queue(&sandbox, &api, &["run", "--json"])).success());
+    assert_eq!(done["done"], 1);
+    assert_eq!(answered.load(Ordering::SeqCst), 1);
+    let task = json(&ran(&mut queue(&sandbox, &api, &["show", &id.to_string(), "--json"])).success());
+    assert_eq!((task["status"].as_str(), task["attempts"].as_u64()), (Some("done"), Some(1)));
+}
+
+/// The quota "resets" now: the task's wait is cleared in the database (with Python's sqlite3,
+/// so the test needs no hour-long wait).
+fn force_ready(sandbox: &Sandbox, id: i64) {
+    let db = sandbox.state_dir().join("marshal.db");
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('UPDATE queue_tasks SET not_before=NULL WHERE id=?', (int(sys.argv[2]),)); c.commit()",
+            &db.display().to_string(),
+            &id.to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_task_whose_runner_was_killed_runs_again_after_its_lease() {
+    let sandbox = Sandbox::installed();
+    let hold = Arc::new(AtomicBool::new(true));
+    let holding = Arc::clone(&hold);
+    let api = FakeApi::start(move |request| {
+        let Some(n) = task_of(request) else { return Reply::text("ok") };
+        let held = Instant::now();
+        while holding.load(Ordering::SeqCst) && held.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Reply::text(format!("ANSWER-{n}"))
+    });
+    let id = add(&sandbox, &api, &["--tier", "weak", "TASK-9: list the files in src"]);
+    let mut runner = queue(&sandbox, &api, &["run", "--lease-seconds", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let waited = Instant::now();
+    while !api.requests().iter().any(|r| task_of(r).is_some()) {
+        assert!(waited.elapsed() < Duration::from_secs(120), "the task never reached the server");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    hold.store(false, Ordering::SeqCst);
+    let task = json(&ran(&mut queue(&sandbox, &api, &["show", &id.to_string(), "--json"])).success());
+    assert_eq!(task["status"], "running", "held by the dead runner until its lease ends");
+    // Within the lease nothing is claimable; after it, the next runner takes the task.
+    let early = json(&ran(&mut queue(&sandbox, &api, &["run", "--json"])).success());
+    assert_eq!(early["claimed"], 0);
+    std::thread::sleep(Duration::from_millis(2200));
+    let later = json(&ran(&mut queue(&sandbox, &api, &["run", "--json"])).success());
+    assert_eq!((later["claimed"].as_u64(), later["done"].as_u64()), (Some(1), Some(1)));
+    let task = json(&ran(&mut queue(&sandbox, &api, &["show", &id.to_string(), "--json"])).success());
+    assert_eq!((task["status"].as_str(), task["attempts"].as_u64()), (Some("done"), Some(2)));
+}
+
+/// A stand-in CLI that logs each prompt it answers.
+fn stub(dir: &Path) -> PathBuf {
+    let path = dir.join("claude");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\nfor last; do :; done\necho \"$last\" >> \"$STUB_LOG\"\necho '{\"type\":\"result\",\"is_error\":false,\"result\":\"ok\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn thirty_two_writers_and_four_runners_do_every_task_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cli = stub(tmp.path());
+    let log = tmp.path().join("calls.log");
+    let command = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_marshal"));
+        command
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", tmp.path().join("home"))
+            .env("MARSHAL_STATE_DIR", tmp.path().join("state"))
+            .env("MARSHAL_CLAUDE_BIN", &cli)
+            .env("STUB_LOG", &log)
+            .current_dir(tmp.path())
+            .arg("queue")
+            .args(args);
+        command
+    };
+    let writers: Vec<std::process::Child> = (0..32)
+        .map(|n| {
+            command(&["add", "--tier", "weak", &format!("job {n}")]).stdout(Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    for mut writer in writers {
+        assert!(writer.wait().unwrap().success());
+    }
+    let runners: Vec<std::process::Child> = (0..4)
+        .map(|_| command(&["run", "--json"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap())
+        .collect();
+    let mut claimed = 0;
+    for runner in runners {
+        let out = runner.wait_with_output().unwrap();
+        assert!(out.status.success());
+        claimed += serde_json::from_slice::<Value>(&out.stdout).unwrap()["claimed"].as_u64().unwrap();
+    }
+    assert_eq!(claimed, 32, "the runners claimed each task once between them");
+    let mut calls: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_string).collect();
+    calls.sort();
+    let mut expected: Vec<String> = (0..32).map(|n| format!("job {n}")).collect();
+    expected.sort();
+    assert_eq!(calls, expected, "every task ran exactly once");
+    let list: Value = serde_json::from_slice(
+        &Ran::of(&mut command(&["list", "--json"]), None, Duration::from_secs(30)).success().0.stdout,
+    )
+    .unwrap();
+    assert!(list.as_array().unwrap().iter().all(|t| t["status"] == "done" && t["attempts"] == 1));
+}
