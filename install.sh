@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PLUGIN="marshal"
 MARKETPLACE="marshal"
 CLAUDE_CODE_VERSION="2.1.329"
-BINARIES=(marshal marshal-prompt marshal-pretool marshal-stop marshal-orchestrate)
+BINARIES=(marshal marshal-prompt marshal-pretool marshal-stop marshal-orchestrate marshal-mcp)
 
 usage() {
   cat <<USAGE
@@ -90,7 +90,7 @@ build_binaries() {
   local rustflags="${RUSTFLAGS:-}"
   case "$host" in *-linux-gnu) rustflags="$rustflags -C target-feature=+crt-static" ;; esac
   (cd "$ROOT" && RUSTFLAGS="$rustflags" CARGO_TARGET_DIR="$target_dir" \
-    cargo build --release --locked --target "$host" -p marshal -p marshal-hooks --bins) ||
+    cargo build --release --locked --target "$host" -p marshal -p marshal-hooks -p marshal-mcp --bins) ||
     die "cargo build failed (see the messages above)"
   binaries_dir="$target_dir/$host/release"
 }

@@ -191,3 +191,28 @@ fn marshal_orchestrate_prints_the_answer_and_documents_its_exit_codes() {
     );
     assert!(stderr.contains("The last attempt's output is in"), "{stderr}");
 }
+
+#[test]
+fn a_prompt_too_long_for_an_argument_reaches_the_model_through_stdin() {
+    // Linux refuses one argument over 128 KiB; workflow steps carry earlier answers.
+    let sandbox = Sandbox::installed();
+    let api = FakeApi::start(|request| {
+        if request.last_user_text().contains("END-OF-LONG-PROMPT") {
+            Reply::text("LONG-OK")
+        } else {
+            Reply::text("the prompt did not arrive whole")
+        }
+    });
+    let prompt = format!(
+        "rename parse_cfg to parse_config in these files: {} END-OF-LONG-PROMPT",
+        "src/a.py ".repeat(20_000)
+    );
+    assert!(prompt.len() > 150_000);
+    let mut command = sandbox.command(Path::new(env!("CARGO_BIN_EXE_marshal-orchestrate")), &api);
+    command.env("MARSHAL_CLAUDE_BIN", claude_bin()).arg("--interactive");
+    let ran =
+        crate::support::process::Ran::of(&mut command, Some(prompt.as_bytes()), Duration::from_secs(120));
+    let ran = ran.success();
+    assert_eq!(ran.stdout_text(), "LONG-OK\n");
+    assert!(api.requests().iter().any(|r| r.last_user_text().len() > 150_000));
+}

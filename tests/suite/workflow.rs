@@ -476,7 +476,7 @@ steps:
         let run_id = summary["run_id"].as_str().unwrap().to_string();
         let text = bench.run(&["status", &run_id]).success().stdout_text();
         assert!(text.contains(&format!("run {run_id} (workflow branches): failed")), "{text}");
-        assert!(text.contains("step bad: marshal: orchestration failed after 3 attempt(s)"), "{text}");
+        assert!(text.contains("step bad: orchestration failed after 3 attempt(s)"), "{text}");
         assert!(text.contains(&format!("Resume with: marshal workflow resume {run_id}")), "{text}");
 
         // Fix the cause and resume: only what had not succeeded runs again.

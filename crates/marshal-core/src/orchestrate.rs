@@ -149,6 +149,9 @@ pub struct Attempt {
     pub result: Option<String>,
     /// The child's Claude Code session id, from its JSON result.
     pub child_session: Option<String>,
+    /// Why the CLI could not be started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spawn_error: Option<String>,
 }
 
 /// A whole orchestration.
@@ -209,10 +212,16 @@ fn describe(attempt: &Attempt) -> String {
         AttemptStatus::ApiError => {
             format!("API error {}", attempt.api_error_status.map_or("(no status)".into(), |s| s.to_string()))
         }
+        AttemptStatus::Failed if attempt.exit_code == Some(0) => {
+            "exited with status 0 but printed no readable JSON result".into()
+        }
         AttemptStatus::Failed => {
             format!("exited with status {}", attempt.exit_code.map_or("?".into(), |c| c.to_string()))
         }
-        AttemptStatus::SpawnFailed => "could not be started".into(),
+        AttemptStatus::SpawnFailed => match &attempt.spawn_error {
+            Some(why) => format!("could not be started: {why}"),
+            None => "could not be started".into(),
+        },
     }
 }
 
@@ -289,12 +298,25 @@ pub fn run(job: &Job) -> Run {
 
 /// Options first, then `--`, then the prompt: a request that starts with `--` is never read as
 /// an option (the real CLI takes `claude -p [options] -- PROMPT`, verified on 2.1.329).
+/// A prompt longer than this goes to the child on stdin: Linux refuses a single argument over
+/// 128 KiB (`MAX_ARG_STRLEN`), and a workflow step's prompt carries earlier answers.
+const LONGEST_PROMPT_ARGUMENT: usize = 96 * 1024;
+
+/// Whether the prompt is passed on stdin rather than as the last argument (an argument cannot
+/// hold a NUL byte either).
+fn prompt_on_stdin(prompt: &str) -> bool {
+    prompt.len() > LONGEST_PROMPT_ARGUMENT || prompt.contains('\0')
+}
+
 fn child_args(prompt: &str, target: &Target) -> Vec<String> {
     let mut args = vec!["-p".to_string(), "--output-format".into(), "json".into()];
     if target.model != crate::agents::INHERIT_MODEL {
         args.extend(["--model".to_string(), target.model.clone()]);
     }
-    args.extend(["--agent".to_string(), target.subagent_type.clone(), "--".into(), prompt.to_string()]);
+    args.extend(["--agent".to_string(), target.subagent_type.clone()]);
+    if !prompt_on_stdin(prompt) {
+        args.extend(["--".to_string(), prompt.to_string()]);
+    }
     args
 }
 
@@ -303,6 +325,19 @@ fn run_attempt(job: &Job, target: &Target, number: u32, timeout: Duration) -> At
     let stdout = job.runs_dir.join(format!("{stem}.out"));
     let stderr = job.runs_dir.join(format!("{stem}.err"));
     let args = child_args(job.prompt, target);
+    // `claude -p` with no prompt argument reads it from stdin (verified on 2.1.329).
+    let stdin = prompt_on_stdin(job.prompt).then(|| job.runs_dir.join(format!("{stem}.in")));
+    if let Some(path) = &stdin {
+        let written = crate::fsutil::create_private(path).and_then(|mut file| {
+            std::io::Write::write_all(&mut file, job.prompt.as_bytes()).map_err(Into::into)
+        });
+        if let Err(err) = written {
+            let _ = std::fs::write(
+                &stderr,
+                format!("marshal: could not write the prompt file {}: {err:#}\n", path.display()),
+            );
+        }
+    }
     let spawned = spawn::run(
         &Spawn {
             program: job.claude,
@@ -311,12 +346,15 @@ fn run_attempt(job: &Job, target: &Target, number: u32, timeout: Duration) -> At
             remove_env: PARENT_SESSION_VARS,
             set_env: &[(crate::env::ORCHESTRATED, "1")],
             timeout,
-            stdin: None,
+            stdin: stdin.as_deref(),
             stdout: &stdout,
             stderr: &stderr,
         },
         job.started,
     );
+    if let Some(path) = &stdin {
+        let _ = std::fs::remove_file(path);
+    }
     let mut attempt = Attempt {
         number,
         target: target.clone(),
@@ -329,8 +367,17 @@ fn run_attempt(job: &Job, target: &Target, number: u32, timeout: Duration) -> At
         stderr,
         result: None,
         child_session: None,
+        spawn_error: None,
     };
-    let Ok(finished) = spawned else { return attempt };
+    let finished = match spawned {
+        Ok(finished) => finished,
+        Err(err) => {
+            // The cause goes where the attempt's errors are looked for.
+            let _ = std::fs::write(&attempt.stderr, format!("marshal: {err:#}\n"));
+            attempt.spawn_error = Some(format!("{err:#}"));
+            return attempt;
+        }
+    };
     attempt.duration_ms = finished.duration.as_millis() as u64;
     attempt.spawned_after_us = finished.spawned_after.as_micros() as u64;
     attempt.exit_code = finished.status.and_then(|s| s.code());

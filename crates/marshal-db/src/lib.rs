@@ -73,6 +73,18 @@ impl Db {
         // again, within the same bound as any other wait.
         let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
         let mut pause = Duration::from_millis(5);
+        // The database holds prompts and answers: created private, as every state file is
+        // (SQLite gives its -wal and -shm files the same mode).
+        #[cfg(unix)]
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+            if let Err(err) = created {
+                if err.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(err).with_context(|| format!("could not create {}", path.display()));
+                }
+            }
+        }
         loop {
             let conn =
                 Connection::open(path).with_context(|| format!("could not open {}", path.display()))?;
@@ -169,6 +181,11 @@ mod tests {
         let path = dir.path().join("marshal.db");
         let db = Db::open(&path).unwrap();
         assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
         let mode: String = db.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
         drop(db);

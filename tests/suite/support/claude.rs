@@ -39,7 +39,7 @@ pub fn pinned_tool(variable: &str, script: &str) -> PathBuf {
 
 /// Files of the plugin that Claude Code and install.sh need, copied verbatim from the repo.
 const PLUGIN_FILES: &[&str] =
-    &[".claude-plugin", "hooks", "agents", "commands", "install.sh", "plugin.json", "README.md"];
+    &[".claude-plugin", "hooks", "agents", "commands", ".mcp.json", "install.sh", "plugin.json", "README.md"];
 
 /// A temp HOME with marshal installed through the project's own install.sh.
 pub struct Sandbox {

@@ -13,8 +13,8 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
-/// The folder holding the binaries cargo built for this test run. The hooks come from another
-/// package (marshal-hooks), which `cargo test` does not build as plain binaries: scripts/test.sh
+/// The folder holding the binaries cargo built for this test run. The hooks and the MCP server
+/// come from other packages (marshal-hooks, marshal-mcp), which `cargo test` does not build as plain binaries: scripts/test.sh
 /// runs `cargo build --workspace --bins` first. A hook that is missing, or older than a source
 /// file it is built from, stops the run here rather than testing yesterday's binary.
 pub fn built_binaries_dir() -> PathBuf {
@@ -22,17 +22,25 @@ pub fn built_binaries_dir() -> PathBuf {
     CHECKED
         .get_or_init(|| {
             let dir = Path::new(env!("CARGO_BIN_EXE_marshal")).parent().expect("bin dir").to_path_buf();
-            let newest_source = ["crates/marshal-core/src", "crates/marshal-hooks/src"]
-                .iter()
-                .flat_map(|d| walk(&repo_root().join(d)))
-                .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-                .max()
-                .expect("sources");
-            for hook in ["marshal-prompt", "marshal-pretool", "marshal-stop"] {
-                let built = std::fs::metadata(dir.join(hook)).and_then(|m| m.modified());
+            let newest = |dirs: &[&str]| {
+                dirs.iter()
+                    .flat_map(|d| walk(&repo_root().join(d)))
+                    .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+                    .max()
+                    .expect("sources")
+            };
+            let hooks = ["crates/marshal-core/src", "crates/marshal-hooks/src"];
+            let mcp = ["crates/marshal-core/src", "crates/marshal-db/src", "crates/marshal-mcp/src"];
+            for (binary, sources) in [
+                ("marshal-prompt", &hooks[..]),
+                ("marshal-pretool", &hooks[..]),
+                ("marshal-stop", &hooks[..]),
+                ("marshal-mcp", &mcp[..]),
+            ] {
+                let built = std::fs::metadata(dir.join(binary)).and_then(|m| m.modified());
                 assert!(
-                    built.as_ref().is_ok_and(|t| *t >= newest_source),
-                    "{hook} in {} is missing or older than its sources: run cargo build --workspace --bins first (scripts/test.sh does)",
+                    built.as_ref().is_ok_and(|t| *t >= newest(sources)),
+                    "{binary} in {} is missing or older than its sources: run cargo build --workspace --bins first (scripts/test.sh does)",
                     dir.display()
                 );
             }

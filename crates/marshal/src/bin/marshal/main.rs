@@ -48,6 +48,8 @@ enum Command {
     Workflow(workflow::WorkflowArgs),
     /// A durable work queue: add prompts now, run them unattended later (quota-aware).
     Queue(queue::QueueArgs),
+    /// Serve the work queue to Claude Code over MCP (stdio): what the plugin's .mcp.json starts.
+    Mcp,
     /// Print where marshal keeps its ledger, session journals and log.
     Paths,
     /// Check the installation and say how to fix what is wrong (exit status 1 if anything is).
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(queue::EXIT_USAGE);
             }
         },
+        Command::Mcp => serve_mcp(),
         Command::Paths => print_paths(),
         Command::Doctor(args) => match doctor::run(args) {
             Ok(true) => Ok(()),
@@ -90,6 +93,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Becomes `marshal-mcp` (installed beside this binary): the MCP server is a program of its own,
+/// the one that links an async runtime, so this CLI stays free of it.
+fn serve_mcp() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let server =
+        std::env::current_exe().context("cannot find this program's folder")?.with_file_name("marshal-mcp");
+    if !server.is_file() {
+        anyhow::bail!("{} is missing: run ./install.sh", server.display());
+    }
+    // Not a child (the spawn helper's job) but a replacement of this process: exec returns
+    // only on failure.
+    #[allow(clippy::disallowed_methods)]
+    let err = std::process::Command::new(&server).exec();
+    Err(err).with_context(|| format!("could not start {}", server.display()))
 }
 
 fn print_paths() -> Result<()> {

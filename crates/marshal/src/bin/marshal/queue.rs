@@ -378,17 +378,21 @@ fn run_queue(store: &Store, db: &mut Db, args: RunArgs) -> Result<u8> {
                     let deadline = started
                         + config.orchestration.timeout * config.orchestration.max_attempts.max(1)
                         + Duration::from_secs(5);
-                    let run = orchestrate::run(&Job {
-                        prompt: &task.prompt,
-                        cwd: &project,
-                        recommendation: &route.decision,
-                        config: &config,
-                        claude,
-                        runs_dir,
-                        run_id: &attempt_stem,
-                        started,
-                        deadline,
-                    });
+                    // A panic here must still report back, or the runner would wait forever.
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        orchestrate::run(&Job {
+                            prompt: &task.prompt,
+                            cwd: &project,
+                            recommendation: &route.decision,
+                            config: &config,
+                            claude,
+                            runs_dir,
+                            run_id: &attempt_stem,
+                            started,
+                            deadline,
+                        })
+                    }))
+                    .unwrap_or_else(|_| crate::workflow::no_attempts());
                     let _ = done_tx.send(Finished { task, run, prompt_key, decision: route.decision });
                 });
             }

@@ -95,17 +95,21 @@ pub(crate) fn execute(exec: Execution) -> Result<RunStatus> {
                 let runs_dir = runs_dir.clone();
                 scope.spawn(move || {
                     let started = Instant::now();
-                    let run = orchestrate::run(&Job {
-                        prompt: &prompt,
-                        cwd: project,
-                        recommendation: &route.decision,
-                        config: &settings,
-                        claude,
-                        runs_dir: &runs_dir,
-                        run_id: &attempt_stem,
-                        started,
-                        deadline: started + step_deadline(&settings),
-                    });
+                    // A panic here must still report back, or the runner would wait forever.
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        orchestrate::run(&Job {
+                            prompt: &prompt,
+                            cwd: project,
+                            recommendation: &route.decision,
+                            config: &settings,
+                            claude,
+                            runs_dir: &runs_dir,
+                            run_id: &attempt_stem,
+                            started,
+                            deadline: started + step_deadline(&settings),
+                        })
+                    }))
+                    .unwrap_or_else(|_| no_attempts());
                     let _ =
                         done_tx.send(Finished { step: index, prompt, route, run, took: started.elapsed() });
                 });
@@ -113,7 +117,7 @@ pub(crate) fn execute(exec: Execution) -> Result<RunStatus> {
             if schedule.running() == 0 {
                 return Ok(());
             }
-            // A sender is held above, so this only fails if a step's thread panicked.
+            // Every step's thread sends its result, panic or not (see above).
             let finished = done_rx.recv().context("a step's thread ended without a result")?;
             settle(
                 &finished,
@@ -255,6 +259,11 @@ fn record_in_ledger(
     if let Err(err) = turns::record_orchestration(store, &routed, &finished.run, now) {
         eprintln!("marshal: step {step_id} was not recorded in the ledger: {err:#}");
     }
+}
+
+/// The run of an orchestration that ended inside marshal before any attempt was recorded.
+pub(crate) fn no_attempts() -> orchestrate::Run {
+    orchestrate::Run { attempts: Vec::new(), result: None, escalations: 0, deadline_reached: false }
 }
 
 fn step_route(target: &Target) -> StepRoute<'_> {

@@ -27,8 +27,8 @@ pub const EXIT_NO_CLI: u8 = 3;
 pub const EXIT_INTERRUPTED: u8 = 4;
 
 const EXIT_CODES: &str =
-    "Exit codes: 0 every step succeeded; 1 a step failed (its dependants did not run, other branches\n\
-finished); 2 nothing ran (bad usage, a problem in the file, no such run); 3 the Claude Code CLI was not\n\
+    "Exit codes: 0 every step succeeded; 1 a step failed (its dependants did not run unless it has on_failure:\n\
+continue; other branches finished); 2 nothing ran (bad usage, a problem in the file, no such run); 3 the Claude Code CLI was not\n\
 found (install it or set MARSHAL_CLAUDE_BIN); 4 interrupted (resume with marshal workflow resume RUN_ID).";
 
 /// The most steps run at once.
@@ -45,7 +45,8 @@ pub struct RunArgs {
     /// Steps run at once, at most.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=MAX_CONCURRENCY as i64))]
     concurrency: u32,
-    /// Print JSON at the end: {run_id, name, status, steps: [{id, status, tier, model, agent, attempts, duration_ms, output_file, error}]}.
+    /// Print JSON at the end: {run_id, name, file, status, started, finished, steps: [{id, status, tier, model, agent, attempts, duration_ms, output_file, error}]}
+    /// (a file with problems: the `check` JSON).
     #[arg(long)]
     json: bool,
     /// Run nothing: check the file and print the plan in waves, each step with its route and why.
@@ -328,7 +329,7 @@ fn summary_text(run: &RunRow, status: RunStatus, steps: &[StepRow]) -> String {
         &rows,
     ));
     for step in steps.iter().filter(|s| s.status == StepStatus::Failed) {
-        let error = step.error.as_deref().unwrap_or("failed");
+        let error = step.error.as_deref().unwrap_or("failed").trim_start_matches("marshal: ");
         text.push_str(&format!(
             "\nstep {}: {}\n",
             step.step_id,
