@@ -253,3 +253,138 @@ fn thirty_two_writers_and_four_runners_do_every_task_exactly_once() {
     .unwrap();
     assert!(list.as_array().unwrap().iter().all(|t| t["status"] == "done" && t["attempts"] == 1));
 }
+
+// ---------------------------------------------------------------------------
+// The MCP server over the same queue.
+
+#[test]
+fn an_mcp_round_trip_over_stdio_queues_tasks_that_marshal_queue_lists() {
+    use std::io::{BufRead, BufReader, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let mut server = Command::new(crate::support::built_binaries_dir().join("marshal-mcp"))
+        .env_clear()
+        .env("HOME", tmp.path())
+        .env("MARSHAL_STATE_DIR", &state)
+        .current_dir(tmp.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = server.stdin.take().unwrap();
+    let mut output = BufReader::new(server.stdout.take().unwrap());
+    let mut call = |message: Value| -> Option<Value> {
+        writeln!(input, "{message}").unwrap();
+        input.flush().unwrap();
+        message.get("id")?;
+        let mut line = String::new();
+        output.read_line(&mut line).unwrap();
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")))
+    };
+    let init = call(serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "suite", "version": "1"}}}))
+    .unwrap();
+    assert_eq!(init["result"]["serverInfo"]["name"], "marshal");
+    call(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let tools = call(serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).unwrap();
+    let mut names: Vec<&str> =
+        tools["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["complete_task", "get_pending_tasks", "get_queue_status", "queue_tasks"]);
+    let queued = call(serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "queue_tasks", "arguments": {"tasks": [
+            {"prompt": "rename foo to bar in utils.py", "tier": "weak"},
+            {"prompt": "plan the billing split", "priority": 2}]}}}))
+    .unwrap();
+    assert_eq!(queued["result"]["isError"], false, "{queued}");
+    let ids: Value = serde_json::from_str(queued["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(ids, serde_json::json!({"ids": [1, 2]}));
+    let bad = call(serde_json::json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+        "name": "queue_tasks", "arguments": {"tasks": [{"prompt": "x", "tier": "huge"}]}}}))
+    .unwrap();
+    assert_eq!(bad["result"]["isError"], true);
+    assert!(bad["result"]["content"][0]["text"].as_str().unwrap().contains("not weak, base or strong"));
+    let done = call(serde_json::json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "name": "complete_task", "arguments": {"id": 1, "result": "renamed by hand"}}}))
+    .unwrap();
+    assert_eq!(done["result"]["isError"], false, "{done}");
+    let status = call(serde_json::json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {
+        "name": "get_queue_status", "arguments": {}}}))
+    .unwrap();
+    let counts: Value =
+        serde_json::from_str(status["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!((counts["pending"].as_u64(), counts["done"].as_u64()), (Some(1), Some(1)));
+    drop(input);
+    assert!(server.wait().unwrap().success(), "the server ends when its stdin closes");
+
+    // The CLI sees the same queue.
+    let mut list = Command::new(env!("CARGO_BIN_EXE_marshal"));
+    list.env_clear()
+        .env("HOME", tmp.path())
+        .env("MARSHAL_STATE_DIR", &state)
+        .args(["queue", "list", "--json"]);
+    let list = json(&Ran::of(&mut list, None, Duration::from_secs(30)).success());
+    let rows: Vec<(i64, String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_i64().unwrap(),
+                t["status"].as_str().unwrap().into(),
+                t["prompt"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "done".into(), "rename foo to bar in utils.py".into()),
+            (2, "pending".into(), "plan the billing split".into())
+        ]
+    );
+}
+
+#[test]
+fn a_claude_code_session_queues_work_through_the_plugins_mcp_tool() {
+    let sandbox = Sandbox::installed();
+    let api = FakeApi::start(|request| {
+        if request.ends_with_tool_result() {
+            return Reply::text("queued them");
+        }
+        if request.is_subagent() {
+            return Reply::text("ok");
+        }
+        Reply::ToolUse {
+            name: "mcp__plugin_marshal_queue__queue_tasks".into(),
+            input: serde_json::json!({"tasks": [
+                {"prompt": "TASK-1: add type hints to utils.py", "tier": "weak"},
+                {"prompt": "TASK-2: write tests for the parser"}]}),
+        }
+    });
+    // MCP tools are listed to the model directly only without tool search (contract, 2.1.329).
+    let mut claude = sandbox.command(&claude_bin(), &api);
+    claude.env("ENABLE_TOOL_SEARCH", "false").args([
+        "-p",
+        "queue the two follow-ups for tonight",
+        "--output-format",
+        "json",
+        "--allowedTools",
+        "mcp__plugin_marshal_queue",
+    ]);
+    let answer = json(&ran(&mut claude).success());
+    assert_eq!(answer["result"], "queued them");
+    let tasks = json(&ran(&mut queue(&sandbox, &api, &["list", "--json"])).success());
+    let prompts: Vec<&str> =
+        tasks.as_array().unwrap().iter().map(|t| t["prompt"].as_str().unwrap()).collect();
+    assert_eq!(
+        prompts,
+        ["TASK-1: add type hints to utils.py", "TASK-2: write tests for the parser"],
+        "{tasks:#}"
+    );
+    assert_eq!(tasks[0]["tier"], "weak");
+    // The tool result the model got back carries the ids.
+    let results: Vec<String> = api.requests().iter().flat_map(|r| r.tool_result_texts()).collect();
+    assert!(results.iter().any(|t| t.contains("\"ids\":[1,2]")), "{results:#?}");
+}
