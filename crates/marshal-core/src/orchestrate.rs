@@ -49,6 +49,20 @@ pub fn find_claude() -> Option<PathBuf> {
     spawn::resolve_program(crate::env::claude_bin().as_deref(), "claude")
 }
 
+/// What to tell a user when [`find_claude`] finds nothing.
+pub fn missing_cli_message() -> String {
+    format!(
+        "the Claude Code CLI was not found; install it (npm install -g @anthropic-ai/claude-code@2.1.329, the version marshal is tested with) or set {}",
+        crate::env::CLAUDE_BIN
+    )
+}
+
+/// The deadline of a run nobody waits on (a workflow step, a queued task): every attempt gets its
+/// whole time limit. A hook's run has a shorter one, for the hook's own time limit.
+pub fn unattended_deadline(settings: &crate::config::Orchestration) -> Duration {
+    settings.timeout * settings.max_attempts.max(1) + Duration::from_secs(5)
+}
+
 /// Who runs one attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Target {
@@ -166,6 +180,19 @@ pub struct Run {
 }
 
 impl Run {
+    /// A run that ended inside marshal before any attempt was recorded (its thread panicked).
+    pub fn without_attempts() -> Run {
+        Run { attempts: Vec::new(), result: None, escalations: 0, deadline_reached: false }
+    }
+
+    /// The run was stopped by a signal (SIGINT, SIGTERM) rather than failing: no answer, and
+    /// marshal was asked to stop or its last attempt was ended for it.
+    pub fn interrupted(&self) -> bool {
+        self.result.is_none()
+            && (spawn::stop_requested()
+                || self.attempts.last().is_some_and(|a| a.status == AttemptStatus::Interrupted))
+    }
+
     /// The run ended on a rate limit (429).
     pub fn rate_limited(&self) -> bool {
         self.attempts.last().is_some_and(|a| a.status == AttemptStatus::RateLimited)

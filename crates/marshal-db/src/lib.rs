@@ -57,6 +57,17 @@ const MIGRATIONS: &[&str] = &[
     queue::MIGRATION,
 ];
 
+/// A time as the database stores it: UTC, milliseconds, `Z`, so that times sort as text (the
+/// queue's claim compares them in SQL).
+pub fn timestamp(time: &chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Now, as [`timestamp`] writes it.
+pub fn now() -> String {
+    timestamp(&chrono::Utc::now())
+}
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 

@@ -111,26 +111,13 @@ impl Db {
                 bail!("no task {after} to wait for");
             }
         }
-        self.conn().execute(
-            "INSERT INTO queue_tasks (status, prompt, tier, agent, project, priority, not_before, after_id, created)
-             VALUES ('pending', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![task.prompt, task.tier, task.agent, task.project, task.priority, task.not_before, task.after, now],
-        )?;
-        Ok(self.conn().last_insert_rowid())
+        insert_task(self.conn(), task, now)
     }
 
     /// Adds several tasks in one transaction; returns their ids in order.
     pub fn add_tasks(&mut self, tasks: &[NewTask], now: &str) -> Result<Vec<i64>> {
         let tx = self.conn_mut().transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut ids = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            tx.execute(
-                "INSERT INTO queue_tasks (status, prompt, tier, agent, project, priority, not_before, after_id, created)
-                 VALUES ('pending', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![task.prompt, task.tier, task.agent, task.project, task.priority, task.not_before, task.after, now],
-            )?;
-            ids.push(tx.last_insert_rowid());
-        }
+        let ids = tasks.iter().map(|task| insert_task(&tx, task, now)).collect::<Result<_>>()?;
         tx.commit()?;
         Ok(ids)
     }
@@ -276,6 +263,15 @@ impl Db {
         )?;
         Ok(changed == 1)
     }
+}
+
+fn insert_task(conn: &rusqlite::Connection, task: &NewTask, now: &str) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO queue_tasks (status, prompt, tier, agent, project, priority, not_before, after_id, created)
+         VALUES ('pending', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![task.prompt, task.tier, task.agent, task.project, task.priority, task.not_before, task.after, now],
+    )?;
+    Ok(conn.last_insert_rowid())
 }
 
 fn task_row(row: &Row) -> rusqlite::Result<Task> {

@@ -65,10 +65,6 @@ fn answer(value: serde_json::Value) -> Result<CallToolResult, McpError> {
     Ok(CallToolResult::success(vec![ContentBlock::text(value.to_string())]))
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 #[tool_router]
 impl QueueServer {
     fn open(&self) -> Result<Db, CallToolResult> {
@@ -123,7 +119,7 @@ impl QueueServer {
             Ok(db) => db,
             Err(err) => return Ok(err),
         };
-        match db.add_tasks(&tasks, &now()) {
+        match db.add_tasks(&tasks, &marshal_db::now()) {
             Ok(ids) => answer(json!({ "ids": ids })),
             Err(err) => failure(format!("could not queue the tasks: {err:#}")),
         }
@@ -154,7 +150,7 @@ impl QueueServer {
             Ok(db) => db,
             Err(err) => return Ok(err),
         };
-        match db.complete_task(input.id, input.result.as_deref(), &now()) {
+        match db.complete_task(input.id, input.result.as_deref(), &marshal_db::now()) {
             Ok(true) => answer(json!({"id": input.id, "status": "done"})),
             Ok(false) => match db.task(input.id) {
                 Ok(Some(task)) => failure(format!(

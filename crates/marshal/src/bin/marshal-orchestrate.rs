@@ -106,10 +106,7 @@ fn run(args: Args, started: Instant) -> Result<u8> {
         bail!("nothing to route: the request is empty, chit-chat or a command");
     };
     let Some(claude) = orchestrate::find_claude() else {
-        eprintln!(
-            "marshal-orchestrate: the Claude Code CLI was not found; install it (npm install -g @anthropic-ai/claude-code@2.1.329, the version marshal is tested with) or set {}",
-            marshal_core::env::CLAUDE_BIN
-        );
+        eprintln!("marshal-orchestrate: {}", orchestrate::missing_cli_message());
         return Ok(EXIT_NO_CLI);
     };
     let mut config = context.config().clone();

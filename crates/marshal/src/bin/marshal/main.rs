@@ -111,6 +111,24 @@ fn serve_mcp() -> Result<()> {
     Err(err).with_context(|| format!("could not start {}", server.display()))
 }
 
+/// The user's state directory, created if needed and trusted, for a command that keeps its
+/// state there (`what`: "workflow runs", "the queue").
+pub(crate) fn user_store(what: &str) -> Result<Store> {
+    let dir = paths::state_dir_for_cli(&StateDirEnv::from_process())
+        .with_context(|| format!("no state directory for {what}: set MARSHAL_STATE_DIR or HOME"))?;
+    marshal_core::fsutil::ensure_private_dir(&dir)?;
+    Store::trusted(&dir)
+}
+
+/// [`orchestrate::find_claude`], saying what to do when it finds nothing.
+pub(crate) fn find_claude() -> Option<std::path::PathBuf> {
+    let found = marshal_core::orchestrate::find_claude();
+    if found.is_none() {
+        eprintln!("marshal: {}", marshal_core::orchestrate::missing_cli_message());
+    }
+    found
+}
+
 fn print_paths() -> Result<()> {
     let dir = paths::state_dir_for_cli(&StateDirEnv::from_process())
         .context("no state directory: set MARSHAL_STATE_DIR or HOME")?;

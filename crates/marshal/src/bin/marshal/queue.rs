@@ -15,7 +15,6 @@ use marshal_core::agents::Tier;
 use marshal_core::context::{self, RoutingContext};
 use marshal_core::event::TurnKey;
 use marshal_core::orchestrate::{self, Job};
-use marshal_core::paths::{self, StateDirEnv};
 use marshal_core::spawn;
 use marshal_core::store::Store;
 use marshal_core::turns;
@@ -130,14 +129,14 @@ pub const EXIT_INTERRUPTED: u8 = 4;
 pub const EXIT_RATE_LIMITED: u8 = 5;
 
 pub fn run(args: QueueArgs) -> Result<u8> {
-    let store = store()?;
+    let store = crate::user_store("the queue")?;
     let mut db = Db::open(&store.database_path())?;
     match args.command {
         QueueCommand::Add(args) => add(&db, args),
         QueueCommand::List(args) => list(&db, args),
         QueueCommand::Show(args) => show(&db, args),
         QueueCommand::Cancel(args) => {
-            if db.cancel_task(args.id, &now())? {
+            if db.cancel_task(args.id, &marshal_db::now())? {
                 crate::write_stdout(&format!("task {} cancelled\n", args.id))?;
                 Ok(0)
             } else {
@@ -187,7 +186,8 @@ fn add(db: &Db, args: AddArgs) -> Result<u8> {
         }
         None => std::env::current_dir().context("no current directory")?,
     };
-    let not_before = args.not_before.as_deref().map(parse_time).transpose()?.map(|t| stamp(&t));
+    let not_before =
+        args.not_before.as_deref().map(parse_time).transpose()?.map(|t| marshal_db::timestamp(&t));
     let id = db.add_task(
         &NewTask {
             prompt: args.prompt,
@@ -198,7 +198,7 @@ fn add(db: &Db, args: AddArgs) -> Result<u8> {
             not_before,
             after: args.after,
         },
-        &now(),
+        &marshal_db::now(),
     )?;
     crate::write_stdout(&if args.json { format!("{}\n", json!({ "id": id })) } else { format!("{id}\n") })?;
     Ok(0)
@@ -314,13 +314,7 @@ struct Finished {
 
 fn run_queue(store: &Store, db: &mut Db, args: RunArgs) -> Result<u8> {
     let until = args.until.as_deref().map(parse_time).transpose()?;
-    let Some(claude) = orchestrate::find_claude() else {
-        eprintln!(
-            "marshal: the Claude Code CLI was not found; install it (npm install -g @anthropic-ai/claude-code@2.1.329) or set {}",
-            marshal_core::env::CLAUDE_BIN
-        );
-        return Ok(EXIT_NO_CLI);
-    };
+    let Some(claude) = crate::find_claude() else { return Ok(EXIT_NO_CLI) };
     let _ = spawn::stop_requested(); // watch for SIGINT/SIGTERM from the start
     let runner = format!("runner-{}-{}", std::process::id(), chrono::Utc::now().format("%H%M%S%3f"));
     let lease = Duration::from_secs(args.lease_seconds);
@@ -340,7 +334,11 @@ fn run_queue(store: &Store, db: &mut Db, args: RunArgs) -> Result<u8> {
             let past_until = until.is_some_and(|u| now_time >= u);
             let may_claim = !spawn::stop_requested() && !paused && !past_until && tally.claimed < max;
             while may_claim && running.len() < concurrency && tally.claimed < max {
-                let Some(task) = db.claim_task(&runner, &now(), &stamp(&(now_time + lease_delta(lease))))?
+                let Some(task) = db.claim_task(
+                    &runner,
+                    &marshal_db::now(),
+                    &marshal_db::timestamp(&(now_time + lease_delta(lease))),
+                )?
                 else {
                     break;
                 };
@@ -375,9 +373,7 @@ fn run_queue(store: &Store, db: &mut Db, args: RunArgs) -> Result<u8> {
                 running.push(task.clone());
                 scope.spawn(move || {
                     let started = Instant::now();
-                    let deadline = started
-                        + config.orchestration.timeout * config.orchestration.max_attempts.max(1)
-                        + Duration::from_secs(5);
+                    let deadline = started + orchestrate::unattended_deadline(&config.orchestration);
                     // A panic here must still report back, or the runner would wait forever.
                     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         orchestrate::run(&Job {
@@ -392,7 +388,7 @@ fn run_queue(store: &Store, db: &mut Db, args: RunArgs) -> Result<u8> {
                             deadline,
                         })
                     }))
-                    .unwrap_or_else(|_| crate::workflow::no_attempts());
+                    .unwrap_or_else(|_| orchestrate::Run::without_attempts());
                     let _ = done_tx.send(Finished { task, run, prompt_key, decision: route.decision });
                 });
             }
@@ -433,7 +429,7 @@ fn run_queue(store: &Store, db: &mut Db, args: RunArgs) -> Result<u8> {
                 Err(mpsc::RecvTimeoutError::Disconnected) => bail!("a task's thread ended without a result"),
             }
             if last_renewal.elapsed() >= renew_every {
-                let lease_until = stamp(&(chrono::Utc::now() + lease_delta(lease)));
+                let lease_until = marshal_db::timestamp(&(chrono::Utc::now() + lease_delta(lease)));
                 for task in &running {
                     if !db.renew_lease(task.id, &runner, &lease_until)? {
                         eprintln!(
@@ -453,7 +449,7 @@ fn run_queue(store: &Store, db: &mut Db, args: RunArgs) -> Result<u8> {
         "done": tally.done,
         "failed": tally.failed,
         "rate_limited": tally.rate_limited,
-        "resumes_at": resumes.map(|t| stamp(&t)),
+        "resumes_at": resumes.map(|t| marshal_db::timestamp(&t)),
     });
     if args.json {
         crate::write_stdout(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
@@ -492,7 +488,7 @@ fn settle(
     backoff: u64,
 ) -> Result<()> {
     let (task, run) = (&finished.task, &finished.run);
-    let stamp_now = now();
+    let stamp_now = marshal_db::now();
     let key = TurnKey {
         session: "queue".into(),
         prompt_id: Some(finished.prompt_key.clone()),
@@ -510,16 +506,18 @@ fn settle(
         eprintln!("marshal: task {} was not recorded in the ledger: {err:#}", task.id);
     }
     let stamp_time = chrono::Local::now().format("%H:%M:%S");
-    let interrupted = run.succeeded().is_none()
-        && (spawn::stop_requested()
-            || run.attempts.last().is_some_and(|a| a.status == orchestrate::AttemptStatus::Interrupted));
     if run.rate_limited() {
         let resumes = chrono::Utc::now() + chrono::Duration::seconds(backoff as i64);
-        db.release_task(task.id, runner, Some(&stamp(&resumes)), "rate limited: waiting for the quota")?;
+        db.release_task(
+            task.id,
+            runner,
+            Some(&marshal_db::timestamp(&resumes)),
+            "rate limited: waiting for the quota",
+        )?;
         tally.rate_limited += 1;
         tally.resumes_at = Some(tally.resumes_at.map_or(resumes, |at| at.max(resumes)));
         eprintln!("[{stamp_time}] task {}: rate limited; back in the queue, claiming paused", task.id);
-    } else if interrupted {
+    } else if run.interrupted() {
         db.release_task(task.id, runner, None, "interrupted: the runner was stopped")?;
         eprintln!("[{stamp_time}] task {}: interrupted; back in the queue", task.id);
     } else if let Some(answer) = &run.result {
@@ -542,7 +540,7 @@ fn settle(
 fn quota_reset(db: &Db, tally: &Tally) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
     let now_time = chrono::Utc::now();
     let waiting = db
-        .next_wait(&stamp(&now_time))?
+        .next_wait(&marshal_db::timestamp(&now_time))?
         .filter(|(_, rate_limited)| *rate_limited)
         .and_then(|(at, _)| chrono::DateTime::parse_from_rfc3339(&at).ok())
         .map(|at| at.with_timezone(&chrono::Utc));
@@ -562,15 +560,6 @@ fn sleep_until(at: chrono::DateTime<chrono::Utc>) {
         }
         std::thread::sleep(left.min(Duration::from_millis(250)));
     }
-}
-
-fn now() -> String {
-    stamp(&chrono::Utc::now())
-}
-
-/// Times in the database: UTC, milliseconds, `Z`, so that they sort as text.
-fn stamp(time: &chrono::DateTime<chrono::Utc>) -> String {
-    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `HH:MM` (the next such local time), `+N[smhd]`, or RFC 3339.
@@ -617,13 +606,6 @@ fn shorten(text: &str, chars: usize) -> String {
     }
 }
 
-fn store() -> Result<Store> {
-    let dir = paths::state_dir_for_cli(&StateDirEnv::from_process())
-        .context("no state directory for the queue: set MARSHAL_STATE_DIR or HOME")?;
-    marshal_core::fsutil::ensure_private_dir(&dir)?;
-    Store::trusted(&dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,7 +617,10 @@ mod tests {
         assert!((in_two_hours - now - chrono::Duration::hours(2)).num_seconds().abs() <= 1);
         let next = parse_time("03:00").unwrap();
         assert!(next > now && next - now <= chrono::Duration::hours(25));
-        assert_eq!(stamp(&parse_time("2026-11-21T22:00:00+01:00").unwrap()), "2026-11-21T21:00:00.000Z");
+        assert_eq!(
+            marshal_db::timestamp(&parse_time("2026-11-21T22:00:00+01:00").unwrap()),
+            "2026-11-21T21:00:00.000Z"
+        );
         for bad in ["+2w", "tomorrow", "+", "25:00"] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }

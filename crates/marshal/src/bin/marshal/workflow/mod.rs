@@ -7,7 +7,6 @@ mod progress;
 mod run;
 mod runs;
 
-pub(crate) use run::no_attempts;
 pub use runs::EXIT_NOT_STARTED;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -16,7 +16,7 @@ use marshal_core::config::Config;
 use marshal_core::context::RoutingContext;
 use marshal_core::event::TurnKey;
 use marshal_core::lock::LockGuard;
-use marshal_core::orchestrate::{self, AttemptStatus, Job, Target};
+use marshal_core::orchestrate::{self, Job, Target};
 use marshal_core::spawn;
 use marshal_core::store::Store;
 use marshal_core::turns;
@@ -84,7 +84,7 @@ pub(crate) fn execute(exec: Execution) -> Result<RunStatus> {
                 let step = &workflow.steps[index];
                 let prompt = workflow::render(&step.prompt, &workflow.vars, &outputs);
                 let route = super::route_step(step, &prompt, routing);
-                let now = now();
+                let now = marshal_db::now();
                 db.step_started(run_id, &step.id, &step_route(&route.target), &now)?;
                 progress.started(&step.id, &route.target);
                 schedule.start(index);
@@ -106,10 +106,10 @@ pub(crate) fn execute(exec: Execution) -> Result<RunStatus> {
                             runs_dir: &runs_dir,
                             run_id: &attempt_stem,
                             started,
-                            deadline: started + step_deadline(&settings),
+                            deadline: started + orchestrate::unattended_deadline(&settings.orchestration),
                         })
                     }))
-                    .unwrap_or_else(|_| no_attempts());
+                    .unwrap_or_else(|_| orchestrate::Run::without_attempts());
                     let _ =
                         done_tx.send(Finished { step: index, prompt, route, run, took: started.elapsed() });
                 });
@@ -143,7 +143,7 @@ pub(crate) fn execute(exec: Execution) -> Result<RunStatus> {
     } else {
         RunStatus::Failed
     };
-    let finished = (status != RunStatus::Interrupted).then(now);
+    let finished = (status != RunStatus::Interrupted).then(marshal_db::now);
     db.set_run_status(run_id, status, finished.as_deref())?;
     progress.end();
     Ok(status)
@@ -165,13 +165,11 @@ fn settle(
 ) -> Result<()> {
     let step = &workflow.steps[finished.step];
     let run = &finished.run;
-    let now = now();
+    let now = marshal_db::now();
     record_in_ledger(store, run_id, &step.id, finished, project, &now);
     let last = run.attempts.last();
     let ran_on = last.map_or(&finished.route.target, |a| &a.target);
-    let interrupted = run.succeeded().is_none()
-        && (spawn::stop_requested() || last.is_some_and(|a| a.status == AttemptStatus::Interrupted));
-    if interrupted {
+    if run.interrupted() {
         // Not the step's failure: it runs again on resume.
         db.set_step_status(run_id, &step.id, StepStatus::Pending, Some("interrupted"))?;
         schedule.put_back(finished.step);
@@ -261,11 +259,6 @@ fn record_in_ledger(
     }
 }
 
-/// The run of an orchestration that ended inside marshal before any attempt was recorded.
-pub(crate) fn no_attempts() -> orchestrate::Run {
-    orchestrate::Run { attempts: Vec::new(), result: None, escalations: 0, deadline_reached: false }
-}
-
 fn step_route(target: &Target) -> StepRoute<'_> {
     StepRoute { tier: target.tier.as_str(), model: &target.model, agent: &target.agent }
 }
@@ -282,16 +275,6 @@ fn step_config(config: &Config, workflow: &Workflow, index: usize) -> Config {
         settings.orchestration.retries = retries;
     }
     settings
-}
-
-/// Every attempt of a step gets its whole time limit: a step has no deadline of its own beyond
-/// that (the hook's deadline exists for the hook's time limit, which a workflow does not have).
-fn step_deadline(settings: &Config) -> Duration {
-    settings.orchestration.timeout * settings.orchestration.max_attempts.max(1) + Duration::from_secs(5)
-}
-
-pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `2026-11-21T10:00:00.123Z` as `100000123`, for file names.

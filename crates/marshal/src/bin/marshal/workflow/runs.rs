@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use marshal_core::context::{self, RoutingContext};
-use marshal_core::paths::{self, StateDirEnv};
 use marshal_core::store::Store;
 use marshal_db::workflows::{NewRun, RunRow, RunStatus, StepRow, StepStatus};
 use marshal_db::Db;
@@ -99,7 +98,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         }
     };
     let store = store()?;
-    let Some(claude) = find_claude() else { return Ok(EXIT_NO_CLI) };
+    let Some(claude) = crate::find_claude() else { return Ok(EXIT_NO_CLI) };
     let project = std::env::current_dir().context("no current directory")?;
     let mut db = open_db(&store)?;
     let run_id = loop {
@@ -122,7 +121,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         vars: &args.vars,
         project: &project.display().to_string(),
         concurrency: args.concurrency,
-        started: &run::now(),
+        started: &marshal_db::now(),
         steps: &step_ids,
     })?;
     eprintln!("marshal: workflow {} started as run {run_id}", workflow.name);
@@ -151,7 +150,7 @@ pub fn resume(args: ResumeArgs) -> Result<u8> {
     if !project.is_dir() {
         bail!("run {} ran in {}, which is gone", run.run_id, project.display());
     }
-    let Some(claude) = find_claude() else { return Ok(EXIT_NO_CLI) };
+    let Some(claude) = crate::find_claude() else { return Ok(EXIT_NO_CLI) };
     db.reopen_run(&run.run_id)?;
     eprintln!("marshal: resuming run {} of workflow {}", run.run_id, workflow.name);
     let concurrency = args.concurrency.unwrap_or(run.concurrency).clamp(1, MAX_CONCURRENCY);
@@ -351,10 +350,7 @@ fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 
 /// The user's state directory: workflows keep their runs there, so one is needed.
 fn store() -> Result<Store> {
-    let dir = paths::state_dir_for_cli(&StateDirEnv::from_process())
-        .context("no state directory for workflow runs: set MARSHAL_STATE_DIR or HOME")?;
-    marshal_core::fsutil::ensure_private_dir(&dir)?;
-    Store::trusted(&dir)
+    crate::user_store("workflow runs")
 }
 
 fn open_db(store: &Store) -> Result<Db> {
@@ -363,15 +359,4 @@ fn open_db(store: &Store) -> Result<Db> {
 
 fn find_run(db: &Db, run_id: &str) -> Result<RunRow> {
     db.run(run_id)?.with_context(|| format!("no workflow run '{run_id}' (marshal workflow list shows them)"))
-}
-
-fn find_claude() -> Option<PathBuf> {
-    let found = marshal_core::orchestrate::find_claude();
-    if found.is_none() {
-        eprintln!(
-            "marshal: the Claude Code CLI was not found; install it (npm install -g @anthropic-ai/claude-code@2.1.329, the version marshal is tested with) or set {}",
-            marshal_core::env::CLAUDE_BIN
-        );
-    }
-    found
 }
