@@ -257,66 +257,109 @@ fn thirty_two_writers_and_four_runners_do_every_task_exactly_once() {
 // ---------------------------------------------------------------------------
 // The MCP server over the same queue.
 
+/// An MCP client over a server's stdio, one JSON-RPC message per line.
+struct McpClient {
+    server: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+    next_id: u64,
+}
+
+impl McpClient {
+    /// Starts the server and completes the `initialize` handshake.
+    fn start(command: &mut Command) -> McpClient {
+        let mut server =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let input = server.stdin.take().unwrap();
+        let output = std::io::BufReader::new(server.stdout.take().unwrap());
+        let mut client = McpClient { server, input, output, next_id: 1 };
+        let init = client.request(
+            "initialize",
+            serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                               "clientInfo": {"name": "suite", "version": "1"}}),
+        );
+        assert_eq!(init["result"]["serverInfo"]["name"], "marshal", "{init}");
+        client.send(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        client
+    }
+
+    fn send(&mut self, message: &Value) {
+        use std::io::Write;
+        writeln!(self.input, "{message}").unwrap();
+        self.input.flush().unwrap();
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        use std::io::BufRead;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let mut line = String::new();
+        self.output.read_line(&mut line).unwrap();
+        let reply: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(reply["id"], id, "{reply}");
+        reply
+    }
+
+    /// A tool's answer: whether it is an error, and its text.
+    fn call(&mut self, tool: &str, arguments: Value) -> (bool, String) {
+        let reply = self.request("tools/call", serde_json::json!({"name": tool, "arguments": arguments}));
+        let result = &reply["result"];
+        (result["isError"] == true, result["content"][0]["text"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Closes stdin; the server ends.
+    fn close(self) -> std::process::ExitStatus {
+        let McpClient { mut server, input, .. } = self;
+        drop(input);
+        server.wait().unwrap()
+    }
+}
+
 #[test]
 fn an_mcp_round_trip_over_stdio_queues_tasks_that_marshal_queue_lists() {
-    use std::io::{BufRead, BufReader, Write};
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let mut server = Command::new(crate::support::built_binaries_dir().join("marshal-mcp"))
-        .env_clear()
-        .env("HOME", tmp.path())
-        .env("MARSHAL_STATE_DIR", &state)
-        .current_dir(tmp.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut input = server.stdin.take().unwrap();
-    let mut output = BufReader::new(server.stdout.take().unwrap());
-    let mut call = |message: Value| -> Option<Value> {
-        writeln!(input, "{message}").unwrap();
-        input.flush().unwrap();
-        message.get("id")?;
-        let mut line = String::new();
-        output.read_line(&mut line).unwrap();
-        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")))
-    };
-    let init = call(serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "suite", "version": "1"}}}))
-    .unwrap();
-    assert_eq!(init["result"]["serverInfo"]["name"], "marshal");
-    call(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-    let tools = call(serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).unwrap();
+    let mut client = McpClient::start(
+        Command::new(crate::support::built_binaries_dir().join("marshal-mcp"))
+            .env_clear()
+            .env("HOME", tmp.path())
+            .env("MARSHAL_STATE_DIR", &state)
+            .current_dir(tmp.path()),
+    );
+    let tools = client.request("tools/list", serde_json::json!({}));
     let mut names: Vec<&str> =
         tools["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     names.sort_unstable();
-    assert_eq!(names, ["complete_task", "get_pending_tasks", "get_queue_status", "queue_tasks"]);
-    let queued = call(serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-        "name": "queue_tasks", "arguments": {"tasks": [
+    assert_eq!(
+        names,
+        [
+            "complete_task",
+            "get_pending_tasks",
+            "get_queue_status",
+            "get_workflow_status",
+            "queue_tasks",
+            "run_workflow"
+        ]
+    );
+    let (failed, ids) = client.call(
+        "queue_tasks",
+        serde_json::json!({"tasks": [
             {"prompt": "rename foo to bar in utils.py", "tier": "weak"},
-            {"prompt": "plan the billing split", "priority": 2}]}}}))
-    .unwrap();
-    assert_eq!(queued["result"]["isError"], false, "{queued}");
-    let ids: Value = serde_json::from_str(queued["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
-    assert_eq!(ids, serde_json::json!({"ids": [1, 2]}));
-    let bad = call(serde_json::json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
-        "name": "queue_tasks", "arguments": {"tasks": [{"prompt": "x", "tier": "huge"}]}}}))
-    .unwrap();
-    assert_eq!(bad["result"]["isError"], true);
-    assert!(bad["result"]["content"][0]["text"].as_str().unwrap().contains("not weak, base or strong"));
-    let done = call(serde_json::json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
-        "name": "complete_task", "arguments": {"id": 1, "result": "renamed by hand"}}}))
-    .unwrap();
-    assert_eq!(done["result"]["isError"], false, "{done}");
-    let status = call(serde_json::json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {
-        "name": "get_queue_status", "arguments": {}}}))
-    .unwrap();
-    let counts: Value =
-        serde_json::from_str(status["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+            {"prompt": "plan the billing split", "priority": 2}]}),
+    );
+    assert!(!failed, "{ids}");
+    assert_eq!(serde_json::from_str::<Value>(&ids).unwrap(), serde_json::json!({"ids": [1, 2]}));
+    let (failed, said) =
+        client.call("queue_tasks", serde_json::json!({"tasks": [{"prompt": "x", "tier": "huge"}]}));
+    assert!(failed && said.contains("not weak, base or strong"), "{said}");
+    let (failed, said) =
+        client.call("complete_task", serde_json::json!({"id": 1, "result": "renamed by hand"}));
+    assert!(!failed, "{said}");
+    let (_, counts) = client.call("get_queue_status", serde_json::json!({}));
+    let counts: Value = serde_json::from_str(&counts).unwrap();
     assert_eq!((counts["pending"].as_u64(), counts["done"].as_u64()), (Some(1), Some(1)));
-    drop(input);
-    assert!(server.wait().unwrap().success(), "the server ends when its stdin closes");
+    assert!(client.close().success(), "the server ends when its stdin closes");
 
     // The CLI sees the same queue.
     let mut list = Command::new(env!("CARGO_BIN_EXE_marshal"));
@@ -387,4 +430,75 @@ fn a_claude_code_session_queues_work_through_the_plugins_mcp_tool() {
     // The tool result the model got back carries the ids.
     let results: Vec<String> = api.requests().iter().flat_map(|r| r.tool_result_texts()).collect();
     assert!(results.iter().any(|t| t.contains("\"ids\":[1,2]")), "{results:#?}");
+}
+
+#[test]
+fn an_mcp_client_starts_a_workflow_in_the_background_and_follows_it_to_its_end() {
+    let sandbox = Sandbox::installed();
+    let api = FakeApi::start(|request| {
+        let text = request.message_text();
+        let Some(at) = text.find("STEP-") else { return Reply::text("ok") };
+        let step: String = text[at + 5..].chars().take_while(char::is_ascii_alphanumeric).collect();
+        if step == "scan" {
+            // Long enough that the run is seen running before it ends.
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        Reply::text(format!("OUT-{step}"))
+    });
+    std::fs::write(
+        sandbox.project.join("review.yaml"),
+        "name: review\nsteps:\n  - id: scan\n    prompt: \"STEP-scan: list the source files\"\n    tier: weak\n\
+         \x20 - id: judge\n    prompt: \"STEP-judge: review {steps.scan.output}\"\n    tier: strong\n    depends_on: [scan]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        sandbox.project.join("broken.yaml"),
+        "name: broken\nsteps:\n  - id: a\n    prompt: \"{vars.nope}\"\n",
+    )
+    .unwrap();
+    let mut server = sandbox.command(&crate::support::built_binaries_dir().join("marshal-mcp"), &api);
+    server.env("MARSHAL_CLAUDE_BIN", claude_bin());
+    let mut client = McpClient::start(&mut server);
+
+    let (failed, said) = client.call("run_workflow", serde_json::json!({"file": "broken.yaml"}));
+    assert!(failed && said.contains("no such variable"), "a file with problems is not started: {said}");
+    let (failed, said) = client.call("run_workflow", serde_json::json!({"file": "review.yaml"}));
+    assert!(!failed, "{said}");
+    let started: Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(started["status"], "running", "{started}");
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    // The tool returned while the run goes on: its first step is still being answered.
+    let (_, now) = client.call("get_workflow_status", serde_json::json!({"run_id": run_id}));
+    assert_eq!(serde_json::from_str::<Value>(&now).unwrap()["status"], "running", "{now}");
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let finished = loop {
+        let (failed, said) = client.call("get_workflow_status", serde_json::json!({"run_id": run_id}));
+        assert!(!failed, "{said}");
+        let status: Value = serde_json::from_str(&said).unwrap();
+        if status["status"] != "running" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the run did not end: {status:#}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(client.close().success());
+    assert_eq!(finished["status"], "succeeded", "{finished:#}");
+    let steps: BTreeMap<&str, &Value> =
+        finished["steps"].as_array().unwrap().iter().map(|s| (s["id"].as_str().unwrap(), s)).collect();
+    assert_eq!(
+        (steps["scan"]["model"].as_str(), steps["judge"]["model"].as_str()),
+        (Some("haiku"), Some("opus"))
+    );
+    let answer = std::fs::read_to_string(steps["judge"]["output_file"].as_str().unwrap()).unwrap();
+    assert_eq!(answer, "OUT-judge");
+    let judged = api.requests().into_iter().find(|r| r.message_text().contains("STEP-judge")).unwrap();
+    assert!(judged.message_text().contains("review OUT-scan"), "the second step got the first one's answer");
+    assert_eq!(judged.model(), "claude-opus-5-5");
+    // The same run, as the CLI shows it; and the background runner's log.
+    let mut status = sandbox.command(Path::new(env!("CARGO_BIN_EXE_marshal")), &api);
+    let shown = json(&ran(status.args(["workflow", "status", &run_id, "--json"])).success());
+    assert_eq!(shown["status"], "succeeded");
+    let log = std::fs::read_to_string(started["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains(&format!("run {run_id} (workflow review): succeeded")), "{log}");
 }

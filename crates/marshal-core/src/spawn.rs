@@ -336,6 +336,51 @@ fn parent_and_group(stat: impl AsRef<Path>) -> Option<(i32, i32)> {
     Some((ppid.parse().ok()?, group.parse().ok()?))
 }
 
+/// Starts `program` to run on after marshal exits (a background workflow run): a session of
+/// its own, so the terminal's Ctrl-C and hang-up do not reach it; stdin from `/dev/null`;
+/// stdout and stderr appended to `log`. Unlike [`run`], nothing ties it to marshal's life, and
+/// the caller owns the returned child (wait on it or let it go).
+pub fn detach(program: &Path, args: &[String], cwd: &Path, log: &Path) -> Result<std::process::Child> {
+    let out = fsutil::open_append(log)?;
+    let err = out.try_clone().context("could not share the log file")?;
+    #[allow(clippy::disallowed_methods)] // meant to outlive marshal, so not through run()
+    let mut command = Command::new(program);
+    command.args(args).current_dir(cwd).stdin(Stdio::null()).stdout(out).stderr(err);
+    new_session(&mut command);
+    command.spawn().with_context(|| format!("could not start {}", program.display()))
+}
+
+/// Runs marshal's own CLI (`program` is the `marshal` binary) and returns its output, for the
+/// MCP server: those commands bound their own waits, and unlike [`run`] this installs no signal
+/// handlers, so a server asked to stop still stops.
+pub fn marshal_output(
+    program: &Path,
+    args: &[String],
+    cwd: &Path,
+    set_env: &[(&str, &Path)],
+) -> Result<std::process::Output> {
+    #[allow(clippy::disallowed_methods)] // see above
+    let mut command = Command::new(program);
+    command.args(args).current_dir(cwd).stdin(Stdio::null());
+    for (key, value) in set_env {
+        command.env(key, value);
+    }
+    command.output().with_context(|| format!("could not run {}", program.display()))
+}
+
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn new_session(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the closure makes one system call and allocates nothing.
+    unsafe {
+        command.pre_exec(|| rustix::process::setsid().map(|_| ()).map_err(Into::into));
+    }
+}
+
+#[cfg(not(unix))]
+fn new_session(_command: &mut Command) {}
+
 /// Finds a program: an explicit path, or the first match on `PATH`.
 pub fn resolve_program(explicit: Option<&str>, name: &str) -> Option<PathBuf> {
     if let Some(path) = explicit.filter(|p| !p.trim().is_empty()) {

@@ -50,9 +50,26 @@ struct CompleteTaskInput {
     result: Option<String>,
 }
 
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct RunWorkflowInput {
+    /// The workflow file (YAML or JSON), absolute or relative to the project folder.
+    file: String,
+    /// Variables, each "NAME=VALUE": they override the file's `vars`.
+    vars: Option<Vec<String>>,
+    /// Steps run at once, at most (1 to 16; default 2).
+    concurrency: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct WorkflowStatusInput {
+    /// The run's id, as run_workflow returned it (default: the latest run).
+    run_id: Option<String>,
+}
+
 #[derive(Clone)]
 struct QueueServer {
     database: PathBuf,
+    state_dir: PathBuf,
     project: PathBuf,
     tool_router: ToolRouter<Self>,
 }
@@ -125,6 +142,53 @@ impl QueueServer {
         }
     }
 
+    #[tool(
+        description = "Start a marshal workflow (a file of routed steps, run side by side where they do not depend \
+                       on each other) in the background. Returns {run_id, name, file, status, pid, log} once it runs; \
+                       follow it with get_workflow_status. A file with problems is not started: the problems are returned."
+    )]
+    async fn run_workflow(
+        &self,
+        Parameters(input): Parameters<RunWorkflowInput>,
+    ) -> Result<CallToolResult, McpError> {
+        let file = input.file.trim();
+        if file.is_empty() {
+            return failure("give the workflow file");
+        }
+        let path = self.project.join(file);
+        if !path.is_file() {
+            return failure(format!("no workflow file {}", path.display()));
+        }
+        let mut args = vec!["workflow".to_string(), "run".into(), path.display().to_string()];
+        for var in input.vars.unwrap_or_default() {
+            if !var.contains('=') {
+                return failure(format!("variable '{var}' is not NAME=VALUE"));
+            }
+            args.extend(["--var".into(), var]);
+        }
+        if let Some(n) = input.concurrency {
+            args.extend(["--concurrency".into(), n.to_string()]);
+        }
+        args.extend(["--detach".into(), "--json".into()]);
+        self.marshal_cli(args).await
+    }
+
+    #[tool(
+        description = "Show a marshal workflow run: {run_id, name, file, status, started, finished, steps: [{id, \
+                       status, tier, model, agent, attempts, duration_ms, output_file, error}]}. Status is running, \
+                       succeeded, failed or interrupted; each step's answer is in its output_file."
+    )]
+    async fn get_workflow_status(
+        &self,
+        Parameters(input): Parameters<WorkflowStatusInput>,
+    ) -> Result<CallToolResult, McpError> {
+        let mut args = vec!["workflow".to_string(), "status".into(), "--json".into()];
+        if let Some(run) = input.run_id.map(|r| r.trim().to_string()).filter(|r| !r.is_empty()) {
+            args.push(run);
+        }
+        self.marshal_cli(args).await
+    }
+
     #[tool(description = "List the tasks waiting in marshal's queue, oldest first.")]
     async fn get_pending_tasks(&self) -> Result<CallToolResult, McpError> {
         let db = match self.open() {
@@ -181,6 +245,48 @@ impl QueueServer {
     }
 }
 
+impl QueueServer {
+    /// Workflows belong to the `marshal` CLI (its engine and run locks): the tools run it, with
+    /// this server's state directory and project, and return what it prints.
+    async fn marshal_cli(&self, args: Vec<String>) -> Result<CallToolResult, McpError> {
+        let Some(program) = marshal_binary() else {
+            return failure("the marshal CLI was not found next to marshal-mcp or on PATH");
+        };
+        let (project, state_dir) = (self.project.clone(), self.state_dir.clone());
+        let cli_args = args.clone();
+        let run = move || {
+            marshal_core::spawn::marshal_output(
+                &program,
+                &cli_args,
+                &project,
+                &[("MARSHAL_STATE_DIR", state_dir.as_path())],
+            )
+        };
+        let output = match tokio::task::spawn_blocking(run).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(err)) => return failure(format!("{err:#}")),
+            Err(err) => return failure(format!("could not run marshal: {err}")),
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if output.status.success() {
+            return Ok(CallToolResult::success(vec![ContentBlock::text(stdout)]));
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said: Vec<&str> =
+            [stdout.as_str(), stderr.trim()].into_iter().filter(|t| !t.is_empty()).collect();
+        failure(format!("marshal {} failed ({}): {}", args[..2].join(" "), output.status, said.join("\n")))
+    }
+}
+
+/// The `marshal` CLI installed beside this binary (the plugin's bin folder), else on PATH.
+fn marshal_binary() -> Option<PathBuf> {
+    let sibling = std::env::current_exe().ok()?.with_file_name("marshal");
+    if marshal_core::spawn::is_executable(&sibling) {
+        return Some(sibling);
+    }
+    marshal_core::spawn::resolve_program(None, "marshal")
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for QueueServer {
     fn get_info(&self) -> ServerConfig {
@@ -188,7 +294,8 @@ impl ServerHandler for QueueServer {
             .with_server_info(Implementation::new("marshal", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "marshal's work queue: queue_tasks queues self-contained requests that `marshal queue run` \
-                 carries out unattended, each on the cheapest adequate model tier.",
+                 carries out unattended, each on the cheapest adequate model tier. run_workflow starts a \
+                 workflow file in the background; get_workflow_status follows it.",
             )
     }
 }
@@ -197,7 +304,8 @@ fn main() -> std::process::ExitCode {
     if std::env::args().nth(1).is_some_and(|a| a == "--help" || a == "-h") {
         println!(
             "marshal-mcp: an MCP server (stdio) over marshal's work queue.\n\
-             Tools: queue_tasks, get_pending_tasks, complete_task, get_queue_status.\n\
+             Tools: queue_tasks, get_pending_tasks, complete_task, get_queue_status, run_workflow,\n\
+             get_workflow_status.\n\
              Claude Code starts it from the plugin's .mcp.json; by hand: marshal mcp."
         );
         return std::process::ExitCode::SUCCESS;
@@ -214,6 +322,7 @@ fn main() -> std::process::ExitCode {
     }
     let server = QueueServer {
         database: Store::new(&dir).database_path(),
+        state_dir: dir.clone(),
         project: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         tool_router: QueueServer::tool_router(),
     };

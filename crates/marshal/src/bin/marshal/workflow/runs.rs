@@ -2,6 +2,7 @@
 //! (run.rs), and how a run is shown, as text or JSON.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -49,8 +50,13 @@ pub struct RunArgs {
     #[arg(long)]
     json: bool,
     /// Run nothing: check the file and print the plan in waves, each step with its route and why.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "detach")]
     dry_run: bool,
+    /// Run it in the background: print the run id once the run has started, and return. Its
+    /// output goes to a log in the run's folder; `marshal workflow status RUN_ID` follows it.
+    /// With --json: {run_id, name, file, status, pid, log}.
+    #[arg(long)]
+    detach: bool,
 }
 
 #[derive(Args)]
@@ -107,8 +113,13 @@ pub fn run(args: RunArgs) -> Result<u8> {
             break id;
         }
     };
-    let Some(_lock) = run::lock_run(&store, &run_id)? else {
-        bail!("run {run_id} is locked by another process")
+    let lock = if args.detach {
+        None // the background runner takes it
+    } else {
+        let Some(lock) = run::lock_run(&store, &run_id)? else {
+            bail!("run {run_id} is locked by another process")
+        };
+        Some(lock)
     };
     // The file's full path, so `status` and `resume` name it wherever they are run.
     let file = args.file.canonicalize().map_or(file, |p| p.display().to_string());
@@ -124,8 +135,68 @@ pub fn run(args: RunArgs) -> Result<u8> {
         started: &marshal_db::now(),
         steps: &step_ids,
     })?;
+    if args.detach {
+        return detach(&store, &run_id, &workflow.name, &file, &project, args.concurrency, args.json);
+    }
     eprintln!("marshal: workflow {} started as run {run_id}", workflow.name);
-    execute(&store, &mut db, &run_id, &workflow, &project, &claude, args.concurrency, args.json)
+    let status = execute(&store, &mut db, &run_id, &workflow, &project, &claude, args.concurrency, args.json);
+    drop(lock);
+    status
+}
+
+/// How long `run --detach` waits for the background runner to take the run's lock.
+const DETACH_START_LIMIT: Duration = Duration::from_secs(15);
+
+/// Starts the run just created as `marshal workflow resume RUN_ID` in a session of its own, and
+/// returns once that runner holds the run's lock, so `status` shows it running from then on. A
+/// runner that dies first (its log says why) leaves the run interrupted and the command failed.
+fn detach(
+    store: &Store,
+    run_id: &str,
+    name: &str,
+    file: &str,
+    project: &Path,
+    concurrency: u32,
+    json: bool,
+) -> Result<u8> {
+    let dir = store.workflow_run_dir(run_id);
+    marshal_core::fsutil::ensure_private_dir(&dir)?;
+    let log = dir.join("runner.log");
+    let program = std::env::current_exe().context("could not find the marshal binary")?;
+    let args: Vec<String> =
+        ["workflow", "resume", run_id, "--concurrency", &concurrency.to_string()].map(String::from).into();
+    let mut runner = marshal_core::spawn::detach(&program, &args, project, &log)?;
+    let started = Instant::now();
+    while !run::is_live(store, run_id) {
+        if let Some(status) = runner.try_wait()? {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            let last = said.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+            bail!("the background runner for run {run_id} stopped before it started ({status}): {last}");
+        }
+        if started.elapsed() > DETACH_START_LIMIT {
+            bail!(
+                "the background runner for run {run_id} did not start within {} s; see {}",
+                DETACH_START_LIMIT.as_secs(),
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = runner.id();
+    let text = if json {
+        serde_json::to_string_pretty(&json!({
+            "run_id": run_id, "name": name, "file": file, "status": "running",
+            "pid": pid, "log": log.display().to_string(),
+        }))? + "\n"
+    } else {
+        format!(
+            "run {run_id} of workflow {name} started in the background (pid {pid})\n  \
+             follow it: marshal workflow status {run_id}\n  log: {}\n",
+            log.display()
+        )
+    };
+    crate::write_stdout(&text)?;
+    Ok(EXIT_SUCCEEDED)
 }
 
 pub fn resume(args: ResumeArgs) -> Result<u8> {
