@@ -138,6 +138,32 @@ fn a_rate_limited_task_goes_back_to_the_queue_and_is_answered_once() {
     assert_eq!((task["status"].as_str(), task["attempts"].as_u64()), (Some("done"), Some(1)));
 }
 
+#[test]
+fn a_subscription_limit_pauses_the_queue_until_the_reset_claude_code_names() {
+    let sandbox = Sandbox::installed();
+    // Two hours and a quarter from now, on the minute (Claude Code shows minutes, not seconds).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let resets_at = (now + 2 * 3600 + 15 * 60) / 60 * 60;
+    let api = FakeApi::start(move |request| match task_of(request) {
+        Some(_) => Reply::QuotaExhausted { resets_at },
+        None => Reply::text("ok"),
+    });
+    let id = add(&sandbox, &api, &["--tier", "weak", "TASK-8: list the files in src"]);
+    // Logged in with a subscription, Claude Code's error says when the window resets.
+    let mut run = queue(&sandbox, &api, &["run", "--until", "+1s", "--backoff-seconds", "60", "--json"]);
+    run.env_remove("ANTHROPIC_API_KEY").env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-suite-not-real");
+    let run = ran(&mut run).code(5);
+    let summary = json(&run);
+    assert_eq!(summary["rate_limited"], 1, "{summary}");
+    let resumes = chrono::DateTime::parse_from_rfc3339(summary["resumes_at"].as_str().unwrap()).unwrap();
+    // The minute after the reset (the time shown is cut to the minute), not the 60 s backoff.
+    assert_eq!(resumes.timestamp(), resets_at + 60, "{summary}");
+    let task = json(&ran(&mut queue(&sandbox, &api, &["show", &id.to_string(), "--json"])).success());
+    assert_eq!((task["status"].as_str(), task["attempts"].as_u64()), (Some("pending"), Some(0)), "{task:#}");
+    let shown = task.to_string();
+    assert!(shown.contains("the quota resets at"), "{task:#}");
+}
+
 /// The quota "resets" now: the task's wait is cleared in the database (with Python's sqlite3,
 /// so the test needs no hour-long wait).
 fn force_ready(sandbox: &Sandbox, id: i64) {

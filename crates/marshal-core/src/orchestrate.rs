@@ -198,6 +198,12 @@ impl Run {
         self.attempts.last().is_some_and(|a| a.status == AttemptStatus::RateLimited)
     }
 
+    /// What Claude Code said when the run stopped at a rate limit ("You've hit your 5-hour
+    /// limit · resets 7pm (UTC)" for a subscription).
+    pub fn rate_limit_message(&self) -> Option<&str> {
+        self.attempts.last().filter(|a| a.status == AttemptStatus::RateLimited)?.result.as_deref()
+    }
+
     pub fn succeeded(&self) -> Option<&Attempt> {
         self.attempts.iter().find(|a| a.status == AttemptStatus::Succeeded)
     }

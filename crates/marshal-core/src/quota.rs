@@ -75,6 +75,73 @@ impl RateLimits {
     }
 }
 
+/// When a subscription limit resets, as Claude Code words it in the error that ends a turn:
+/// "You've hit your 5-hour limit · resets 7pm (UTC)". The time is in the zone in parentheses,
+/// which is the local zone of the process (marshal starts that process, so it is `now`'s zone);
+/// it shows minutes only when they are not zero ("7:30pm"), and a reset more than a day away
+/// gets its date ("Nov 23, 5pm", with the year when it differs). The time shown is cut to the
+/// minute, so the reset is at most a minute after it: the minute after is returned. `None` when
+/// the text names no reset time.
+pub fn reset_named_in<Tz: chrono::TimeZone>(
+    text: &str,
+    now: &chrono::DateTime<Tz>,
+) -> Option<chrono::DateTime<Tz>> {
+    use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
+    let after = &text[text.find("resets ")? + "resets ".len()..];
+    let shown = after.split(" (").next()?.trim_end_matches(['.', ' ']);
+    // "7pm", "7:30pm", "Nov 23, 5pm", "Jan 2, 2027, 5pm".
+    let mut parts: Vec<&str> = shown.split(", ").collect();
+    let clock = parts.pop()?.trim();
+    let (digits, half) = match clock.len().checked_sub(2).map(|at| clock.split_at(at)) {
+        Some((digits, half)) if half.eq_ignore_ascii_case("am") || half.eq_ignore_ascii_case("pm") => {
+            (digits, half)
+        }
+        _ => return None,
+    };
+    let (hour, minute) = match digits.split_once(':') {
+        Some((h, m)) => (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?),
+        None => (digits.parse::<u32>().ok()?, 0),
+    };
+    if !(1..=12).contains(&hour) || minute > 59 {
+        return None;
+    }
+    let hour = hour % 12 + if half.eq_ignore_ascii_case("pm") { 12 } else { 0 };
+    let time = NaiveTime::from_hms_opt(hour, minute, 0)?;
+    let local_now = now.naive_local();
+    let reset = match parts.as_slice() {
+        [] => {
+            let today = local_now.date().and_time(time);
+            // A time already past is tomorrow's (a minute's grace: the shown time is cut).
+            if today + Duration::minutes(1) < local_now {
+                today + Duration::days(1)
+            } else {
+                today
+            }
+        }
+        [month_day] | [month_day, _] => {
+            let (month, day) = month_day.split_once(' ')?;
+            const MONTHS: [&str; 12] =
+                ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+            let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as u32 + 1;
+            let day: u32 = day.parse().ok()?;
+            let year = match parts.get(1) {
+                Some(year) => year.trim().parse().ok()?,
+                None => local_now.year(),
+            };
+            let reset = NaiveDate::from_ymd_opt(year, month, day)?.and_time(time);
+            // No year shown: a date already past is next year's.
+            if parts.len() == 1 && reset + Duration::days(1) < local_now {
+                NaiveDate::from_ymd_opt(year + 1, month, day)?.and_time(time)
+            } else {
+                reset
+            }
+        }
+        _ => return None,
+    };
+    let reset = now.timezone().from_local_datetime(&(reset + Duration::minutes(1))).earliest()?;
+    Some(reset)
+}
+
 /// The word a user puts in a prompt to keep its tier when the budget is tight.
 pub const CRITICAL_MARKER: &str = "#critical";
 
@@ -90,7 +157,56 @@ pub fn is_critical(prompt: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{FixedOffset, TimeZone, Utc};
     use serde_json::json;
+
+    #[test]
+    fn a_limit_message_names_when_the_quota_resets() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 16, 20, 5).unwrap();
+        let reset = |text: &str| reset_named_in(text, &now).map(|t| t.to_rfc3339());
+        // Later today, with and without minutes; cut to the minute, so the minute after.
+        assert_eq!(
+            reset("You've hit your 5-hour limit · resets 7pm (UTC)").as_deref(),
+            Some("2026-11-21T19:01:00+00:00")
+        );
+        assert_eq!(
+            reset("You've hit your limit · resets 4:45pm (UTC)").as_deref(),
+            Some("2026-11-21T16:46:00+00:00")
+        );
+        // A time already past is tomorrow's; the current minute is not past.
+        assert_eq!(reset("limit · resets 9am (UTC)").as_deref(), Some("2026-11-22T09:01:00+00:00"));
+        assert_eq!(reset("limit · resets 4:20pm (UTC)").as_deref(), Some("2026-11-21T16:21:00+00:00"));
+        assert_eq!(reset("limit · resets 12am (UTC)").as_deref(), Some("2026-11-22T00:01:00+00:00"));
+        // More than a day away: the date, and the year when it differs.
+        assert_eq!(
+            reset("You've hit your weekly limit · resets Nov 24, 5pm (UTC)").as_deref(),
+            Some("2026-11-24T17:01:00+00:00")
+        );
+        assert_eq!(reset("limit · resets Jan 2, 9:30am (UTC)").as_deref(), Some("2027-01-02T09:31:00+00:00"));
+        assert_eq!(
+            reset("limit · resets Jan 2, 2027, 9am (UTC)").as_deref(),
+            Some("2027-01-02T09:01:00+00:00")
+        );
+        // Another sentence shape ("It resets ...").
+        assert_eq!(
+            reset("You've hit your limit. It resets Nov 30, 8am.").as_deref(),
+            Some("2026-11-30T08:01:00+00:00")
+        );
+        for text in [
+            "API Error: Request rejected (429) · try again later",
+            "resets soon",
+            "resets 13pm (UTC)",
+            "resets Foo 3, 5pm",
+        ] {
+            assert_eq!(reset(text), None, "{text}");
+        }
+        // The time is read in the process's own zone.
+        let berlin = FixedOffset::east_opt(3600).unwrap().with_ymd_and_hms(2026, 11, 21, 17, 20, 0).unwrap();
+        assert_eq!(
+            reset_named_in("limit · resets 7pm (Europe/Berlin)", &berlin).map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-11-21T19:01:00+01:00")
+        );
+    }
 
     #[test]
     fn windows_come_from_the_status_line_and_expire_at_their_reset() {

@@ -178,6 +178,10 @@ pub enum Reply {
     /// Answer with this HTTP status and an Anthropic-style error JSON body
     /// `{"type":"error","error":{"type":"api_error","message":...}}`.
     Error { status: u16, message: String },
+    /// A subscription's exhausted 5-hour window: 429 with the `anthropic-ratelimit-unified-*`
+    /// headers saying it resets at `resets_at` (epoch seconds). A client logged in with a
+    /// subscription (`CLAUDE_CODE_OAUTH_TOKEN`) says "resets 7pm"; one with an API key does not.
+    QuotaExhausted { resets_at: i64 },
 }
 
 impl Reply {
@@ -379,6 +383,24 @@ fn handle_messages(shared: &Shared, http: &HttpRequest) -> HttpResponse {
     shared.record(request.clone());
     match shared.run_script(&request) {
         Reply::Error { status, message } => error_response(status, "api_error", &message),
+        Reply::QuotaExhausted { resets_at } => {
+            let mut response =
+                error_response(429, "rate_limit_error", "This request would exceed your rate limit.");
+            let reset = resets_at.to_string();
+            let wait = (resets_at
+                - std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+                    as i64)
+                .max(0);
+            response.headers = vec![
+                ("retry-after", wait.to_string()),
+                ("anthropic-ratelimit-unified-status", "rejected".into()),
+                ("anthropic-ratelimit-unified-reset", reset.clone()),
+                ("anthropic-ratelimit-unified-5h-status", "rejected".into()),
+                ("anthropic-ratelimit-unified-5h-reset", reset),
+                ("anthropic-ratelimit-unified-representative-claim", "five_hour".into()),
+            ];
+            response
+        }
         Reply::Text(text) => answer(&request, Turn::Text(text)),
         Reply::ToolUse { name, input } => {
             let id = format!("toolu_fake_{}", shared.fresh_id());
@@ -451,7 +473,13 @@ fn answer(request: &ApiRequest, turn: Turn) -> HttpResponse {
     let message_id = format!("msg_{n}");
     let mut response = if request.wants_stream() {
         let body = sse_body(&message_id, request.model(), &turn);
-        HttpResponse { status: 200, content_type: Some("text/event-stream"), request_id: None, body }
+        HttpResponse {
+            status: 200,
+            content_type: Some("text/event-stream"),
+            request_id: None,
+            headers: Vec::new(),
+            body,
+        }
     } else {
         HttpResponse::json(200, &plain_message(&message_id, request.model(), &turn))
     };
@@ -581,6 +609,8 @@ struct HttpResponse {
     /// The `request-id` header the real API sends with each response (Claude Code records it
     /// in the transcript as `requestId`).
     request_id: Option<String>,
+    /// Any other headers.
+    headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
 }
 
@@ -590,12 +620,13 @@ impl HttpResponse {
             status,
             content_type: Some("application/json"),
             request_id: None,
+            headers: Vec::new(),
             body: body.to_string().into_bytes(),
         }
     }
 
     fn empty(status: u16) -> HttpResponse {
-        HttpResponse { status, content_type: None, request_id: None, body: Vec::new() }
+        HttpResponse { status, content_type: None, request_id: None, headers: Vec::new(), body: Vec::new() }
     }
 }
 
@@ -749,6 +780,9 @@ fn write_response(
     }
     if let Some(request_id) = &response.request_id {
         head.push_str(&format!("request-id: {request_id}\r\n"));
+    }
+    for (name, value) in &response.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
     head.push_str(if keep_alive { "Connection: keep-alive\r\n" } else { "Connection: close\r\n" });

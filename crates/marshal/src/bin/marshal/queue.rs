@@ -114,7 +114,8 @@ struct RunArgs {
     /// How long a claim holds without renewal: a task whose runner died is claimable again after it.
     #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(2..=86_400))]
     lease_seconds: u64,
-    /// After a rate limit with no reset time given, wait this long before claiming again.
+    /// After a rate limit whose message names no reset time (an API key's 429 does not; a
+    /// subscription's "resets 7pm" does), wait this long before claiming again.
     #[arg(long, value_name = "SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     backoff_seconds: u64,
     /// Print a JSON summary at the end: {claimed, done, failed, rate_limited, resumes_at}.
@@ -507,16 +508,22 @@ fn settle(
     }
     let stamp_time = chrono::Local::now().format("%H:%M:%S");
     if run.rate_limited() {
-        let resumes = chrono::Utc::now() + chrono::Duration::seconds(backoff as i64);
+        let named = limit_reset(run);
+        let resumes = named.unwrap_or_else(|| chrono::Utc::now() + chrono::Duration::seconds(backoff as i64));
+        let until = chrono::DateTime::<chrono::Local>::from(resumes).format("%H:%M");
+        let why = if named.is_some() { "the quota resets" } else { "backing off" };
         db.release_task(
             task.id,
             runner,
             Some(&marshal_db::timestamp(&resumes)),
-            "rate limited: waiting for the quota",
+            &format!("rate limited: waiting for the quota ({why} at {until})"),
         )?;
         tally.rate_limited += 1;
         tally.resumes_at = Some(tally.resumes_at.map_or(resumes, |at| at.max(resumes)));
-        eprintln!("[{stamp_time}] task {}: rate limited; back in the queue, claiming paused", task.id);
+        eprintln!(
+            "[{stamp_time}] task {}: rate limited; back in the queue, claiming paused until {until} ({why})",
+            task.id
+        );
     } else if run.interrupted() {
         db.release_task(task.id, runner, None, "interrupted: the runner was stopped")?;
         eprintln!("[{stamp_time}] task {}: interrupted; back in the queue", task.id);
@@ -533,6 +540,14 @@ fn settle(
         eprintln!("[{stamp_time}] task {}: FAILED (marshal queue show {})", task.id, task.id);
     }
     Ok(())
+}
+
+/// The reset time the rate-limited run's message names ("You've hit your 5-hour limit · resets
+/// 7pm (Europe/Berlin)"), if it is in the next eight days.
+fn limit_reset(run: &orchestrate::Run) -> Option<chrono::DateTime<chrono::Utc>> {
+    let now = chrono::Local::now();
+    let reset = marshal_core::quota::reset_named_in(run.rate_limit_message()?, &now)?;
+    (reset > now && reset < now + chrono::Duration::days(8)).then(|| reset.with_timezone(&chrono::Utc))
 }
 
 /// When the quota resets, if a rate limit holds tasks back: this runner's own, or one that a
