@@ -381,6 +381,12 @@ fn new_session(command: &mut Command) {
 #[cfg(not(unix))]
 fn new_session(_command: &mut Command) {}
 
+/// Where a program installed beside this one would be (marshal's binaries ship together in the
+/// plugin's `bin/`); whether it is there is the caller's check.
+pub fn beside_this_program(name: &str) -> Option<PathBuf> {
+    Some(std::env::current_exe().ok()?.with_file_name(name))
+}
+
 /// Finds a program: an explicit path, or the first match on `PATH`.
 pub fn resolve_program(explicit: Option<&str>, name: &str) -> Option<PathBuf> {
     if let Some(path) = explicit.filter(|p| !p.trim().is_empty()) {

@@ -280,11 +280,9 @@ impl QueueServer {
 
 /// The `marshal` CLI installed beside this binary (the plugin's bin folder), else on PATH.
 fn marshal_binary() -> Option<PathBuf> {
-    let sibling = std::env::current_exe().ok()?.with_file_name("marshal");
-    if marshal_core::spawn::is_executable(&sibling) {
-        return Some(sibling);
-    }
-    marshal_core::spawn::resolve_program(None, "marshal")
+    marshal_core::spawn::beside_this_program("marshal")
+        .filter(|path| marshal_core::spawn::is_executable(path))
+        .or_else(|| marshal_core::spawn::resolve_program(None, "marshal"))
 }
 
 #[tool_handler(router = self.tool_router)]

@@ -99,8 +99,8 @@ fn main() -> ExitCode {
 /// the one that links an async runtime, so this CLI stays free of it.
 fn serve_mcp() -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let server =
-        std::env::current_exe().context("cannot find this program's folder")?.with_file_name("marshal-mcp");
+    let server = marshal_core::spawn::beside_this_program("marshal-mcp")
+        .context("cannot find this program's folder")?;
     if !server.is_file() {
         anyhow::bail!("{} is missing: run ./install.sh", server.display());
     }

@@ -113,13 +113,13 @@ pub fn run(args: RunArgs) -> Result<u8> {
             break id;
         }
     };
-    let lock = if args.detach {
-        None // the background runner takes it
-    } else {
-        let Some(lock) = run::lock_run(&store, &run_id)? else {
-            bail!("run {run_id} is locked by another process")
-        };
-        Some(lock)
+    // Held until the run ends; a detached run's lock is taken by its background runner.
+    let _lock = match args.detach {
+        true => None,
+        false => match run::lock_run(&store, &run_id)? {
+            Some(lock) => Some(lock),
+            None => bail!("run {run_id} is locked by another process"),
+        },
     };
     // The file's full path, so `status` and `resume` name it wherever they are run.
     let file = args.file.canonicalize().map_or(file, |p| p.display().to_string());
@@ -139,9 +139,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         return detach(&store, &run_id, &workflow.name, &file, &project, args.concurrency, args.json);
     }
     eprintln!("marshal: workflow {} started as run {run_id}", workflow.name);
-    let status = execute(&store, &mut db, &run_id, &workflow, &project, &claude, args.concurrency, args.json);
-    drop(lock);
-    status
+    execute(&store, &mut db, &run_id, &workflow, &project, &claude, args.concurrency, args.json)
 }
 
 /// How long `run --detach` waits for the background runner to take the run's lock.
