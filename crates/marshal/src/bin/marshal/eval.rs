@@ -268,6 +268,11 @@ fn floor_failures(splits: &[Split], args: &EvalArgs) -> Vec<String> {
     failures
 }
 
+/// The corpus splits the shipped model is trained on (`scripts/train-router.sh`).
+fn learned_from(file: &str) -> bool {
+    file.ends_with("corpus-train.jsonl") || file.ends_with("corpus-dev.jsonl")
+}
+
 fn split_text(split: &Split, misses: bool) -> String {
     let mut out = format!(
         "{}: {} prompts, {} routed to the labelled tier: {:.1}% accuracy; severe misroutes {} ({:.1}%)\n\n",
@@ -278,6 +283,14 @@ fn split_text(split: &Split, misses: bool) -> String {
         split.severe,
         split.severe_rate * 100.0
     );
+    if learned_from(&split.file) {
+        out.insert_str(
+            out.len() - 1,
+            "  The compiled-in model learned from this split, so this is not a measure of it;
+  \
+             scripts/train-router.sh --dry-run scores dev with a model trained on train alone.\n",
+        );
+    }
     let _ = writeln!(out, "  {:<16} {:>7} {:>8} {:>9}", "category", "prompts", "correct", "accuracy");
     for (category, tally) in &split.categories {
         let _ = writeln!(
