@@ -784,9 +784,22 @@ mod tests {
         // A chore the classifier is sure of stays weak; a borderline one is raised.
         let Decision::Route(sure) = route("rename foo to bar in utils.py", &inputs) else { panic!() };
         assert_eq!(sure.tier, Tier::Weak);
-        let borderline = "reformat this file pls";
+        // Which chore the classifier is unsure of shifts as it retrains: take the first of these.
+        let candidates = [
+            "reformat this file pls",
+            "reorder these functions alphabetically",
+            "format the sql",
+            "tidy this file",
+            "clean this file up pls",
+        ];
+        let borderline = candidates
+            .into_iter()
+            .find(|p| {
+                let rec = rec_of(p);
+                rec.tier == Tier::Weak && rec.confidence < 0.9 && rec.task == "chore"
+            })
+            .expect("one of the candidates is a chore the classifier is unsure of");
         let without = rec_of(borderline);
-        assert!(without.confidence < 0.9, "{}", without.confidence);
         let Decision::Route(with) = route(borderline, &inputs) else { panic!() };
         assert_eq!((without.tier, with.tier), (Tier::Weak, Tier::Base));
         assert!(
