@@ -311,6 +311,20 @@ fn marshal_route_prints_the_decision_and_stable_json() {
     let json = stdout_json(&out);
     assert_eq!((json["agent"].clone(), json["tier"].clone()), (Value::Null, json!("none")));
 
+    // An abstention the classifier chose states its probability and, with --explain, why.
+    let out = run(&["route", "--json", "--explain", "-"], Some(b"thanks!")).success();
+    let json = stdout_json(&out);
+    let stated = json["explanation"]["classifier"]["probabilities"][0].as_f64().unwrap();
+    assert_eq!(json["confidence"].as_f64(), Some(stated), "{json}");
+    assert_eq!(json["explanation"]["classifier"]["label"], "none", "{json}");
+    assert!(json["explanation"]["features"].as_array().is_some_and(|f| !f.is_empty()), "{json}");
+    let text = run(&["route", "--explain", "--defaults", "thanks!"], None).success().stdout_text();
+    assert!(text.contains("Why no agent?\n  Classifier: none "), "{text}");
+    // A slash command is no request by construction: certain, and nothing to explain.
+    let out = run(&["route", "--json", "--explain", "/help"], None).success();
+    let json = stdout_json(&out);
+    assert_eq!((json["confidence"].as_f64(), json.get("explanation")), (Some(1.0), None), "{json}");
+
     let out = run(&["route", "--json", "design the architecture for multi-region failover"], None).success();
     let json = stdout_json(&out);
     for field in

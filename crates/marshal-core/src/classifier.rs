@@ -1087,6 +1087,13 @@ pub fn classify(prompt: &str, text: &PromptText, rule_hits: &[(&str, usize)]) ->
     verdict_of(&Hashed::of(prompt, text, rule_hits), &model::WEIGHTS, model::SCALE, &model::BIAS)
 }
 
+/// [`classify`] for a prompt on its own, off the hot path: `eval`, and `route` when the
+/// classifier's answer was none (routing then keeps no verdict to show).
+pub fn classify_prompt(prompt: &str) -> Verdict {
+    let text = PromptText::new(prompt);
+    classify(prompt, &text, &builtin_hits(&text))
+}
+
 /// The label of least expected cost, from weights stored as `BUCKETS x 4` `i8` scaled by
 /// `scale`.
 pub fn verdict_of(features: &Hashed, weights: &[u8], scale: f32, bias: &[f32; 4]) -> Verdict {

@@ -11,7 +11,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use marshal_core::classifier::{self, Label, LABELS};
 use marshal_core::config::Config;
-use marshal_core::prompt_text::PromptText;
 use marshal_core::routing::{self, AbstainReason, Decision, RouteInputs};
 use serde::{Deserialize, Serialize};
 
@@ -152,11 +151,7 @@ fn decide(prompt: &str, inputs: &RouteInputs) -> (Label, f64) {
         Decision::Route(rec) => (Label::from(rec.tier), rec.confidence),
         // The classifier's own abstention states its probability; the others are certain.
         Decision::Abstain(AbstainReason::NotARequest) => {
-            let text = PromptText::new(prompt);
-            (
-                Label::None,
-                f64::from(classifier::classify(prompt, &text, &classifier::builtin_hits(&text)).confidence()),
-            )
+            (Label::None, f64::from(classifier::classify_prompt(prompt).confidence()))
         }
         Decision::Abstain(_) => (Label::None, 1.0),
     }

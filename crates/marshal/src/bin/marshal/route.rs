@@ -10,7 +10,7 @@ use marshal_core::classifier;
 use marshal_core::config::Config;
 use marshal_core::context::{self, RoutingContext};
 use marshal_core::paths::{self, StateDirEnv};
-use marshal_core::routing::{self, Decision, Recommendation, RouteInputs};
+use marshal_core::routing::{self, AbstainReason, Decision, Recommendation, RouteInputs};
 use serde_json::json;
 
 #[derive(Args)]
@@ -73,8 +73,10 @@ pub fn run(args: RouteArgs) -> Result<()> {
     } else {
         let mut out = decision_text(&decision);
         if args.explain {
-            if let Decision::Route(rec) = &decision {
-                out.push_str(&explanation_text(rec, &text));
+            match &decision {
+                Decision::Route(rec) => out.push_str(&explanation_text(rec, &text)),
+                Decision::Abstain(AbstainReason::NotARequest) => out.push_str(&abstention_text(&text)),
+                Decision::Abstain(_) => {}
             }
             out.push_str(&sources_text(context.as_ref()));
         }
@@ -107,17 +109,29 @@ fn decision_json(decision: &Decision, explain: bool, prompt: &str) -> serde_json
             }
             value
         }
-        Decision::Abstain(reason) => json!({
-            "agent": null,
-            "subagent_type": null,
-            "tier": "none",
-            "model": null,
-            "confidence": 1.0,
-            "task": null,
-            "score": null,
-            "reasons": [format!("abstain: {}", reason.describe())],
-            "directive": null,
-        }),
+        Decision::Abstain(reason) => {
+            // The classifier's own abstention states its probability; the others are certain.
+            let verdict =
+                (*reason == AbstainReason::NotARequest).then(|| classifier::classify_prompt(prompt));
+            let mut value = json!({
+                "agent": null,
+                "subagent_type": null,
+                "tier": "none",
+                "model": null,
+                "confidence": verdict.as_ref().map_or(1.0, |v| f64::from(v.confidence())),
+                "task": null,
+                "score": null,
+                "reasons": [format!("abstain: {}", reason.describe())],
+                "directive": null,
+            });
+            if let (true, Some(verdict)) = (explain, verdict) {
+                value["explanation"] = json!({
+                    "classifier": verdict,
+                    "features": classifier::strongest_pulls(prompt, verdict.label, EXPLAINED_FEATURES),
+                });
+            }
+            value
+        }
     }
 }
 
@@ -200,6 +214,17 @@ fn explanation_text(rec: &Recommendation, prompt: &str) -> String {
     }
     let _ = writeln!(out, "\n  Tier:  {} ({})", rec.tier.as_str(), e.tier_reason);
     let _ = writeln!(out, "  Agent: {}", e.agent_reason);
+    out
+}
+
+/// Why the classifier read the prompt as no request: its probabilities and strongest features.
+fn abstention_text(prompt: &str) -> String {
+    let verdict = classifier::classify_prompt(prompt);
+    let mut out = format!("\nWhy no agent?\n  Classifier: {}\n", routing::verdict_summary(&verdict));
+    out.push_str("  Features that weighed most (+ towards that label, - away from it):\n");
+    for pull in classifier::strongest_pulls(prompt, verdict.label, EXPLAINED_FEATURES) {
+        let _ = writeln!(out, "    {:+.2}  {}", pull.weight, pull.feature);
+    }
     out
 }
 
