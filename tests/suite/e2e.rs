@@ -354,15 +354,15 @@ fn the_test_split_stays_above_its_accuracy_floor() {
     command
         .arg("eval")
         .arg(crate::support::repo_root().join("evals/corpus-test.jsonl"))
-        .arg(crate::support::repo_root().join("evals/routing.jsonl"))
-        .args(["--min-accuracy", "0.85", "--max-severe", "0.02"]);
+        // Issue #15's bar: 90% overall, every category at 80%, severe misroutes at 2% at most.
+        .args(["--min-accuracy", "0.90", "--min-category", "0.80", "--max-severe", "0.02"]);
     let out = crate::support::process::run_with_limit(&mut command, std::time::Duration::from_secs(300));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let test_split =
         std::fs::read_to_string(crate::support::repo_root().join("evals/corpus-test.jsonl")).unwrap();
     let prompts = test_split.lines().filter(|line| !line.trim().is_empty()).count();
-    assert!(prompts >= 765, "the frozen test split only grows: {prompts}");
+    assert!(prompts >= 1053, "the frozen test split only grows: {prompts}");
     assert!(stdout.contains(&format!("corpus-test.jsonl: {prompts} prompts")), "{stdout}");
     assert!(stdout.contains("Reliability"), "{stdout}");
 
