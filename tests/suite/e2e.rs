@@ -378,6 +378,17 @@ fn the_test_split_stays_above_its_accuracy_floor() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("routing.jsonl: accuracy"));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["splits"][0]["prompts"], 170);
+    assert_eq!(json["splits"][0]["learned_from"], false);
+
+    // A threshold outside 0..1 is a usage error (2), not a failed gate (1).
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_marshal"));
+    command
+        .arg("eval")
+        .arg(crate::support::repo_root().join("evals/routing.jsonl"))
+        .args(["--min-accuracy", "2"]);
+    let out = crate::support::process::run_with_limit(&mut command, std::time::Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a fraction from 0 to 1"));
 }
 
 #[test]

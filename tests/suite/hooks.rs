@@ -314,8 +314,10 @@ fn marshal_route_prints_the_decision_and_stable_json() {
     // An abstention the classifier chose states its probability and, with --explain, why.
     let out = run(&["route", "--json", "--explain", "-"], Some(b"thanks!")).success();
     let json = stdout_json(&out);
-    let stated = json["explanation"]["classifier"]["probabilities"][0].as_f64().unwrap();
-    assert_eq!(json["confidence"].as_f64(), Some(stated), "{json}");
+    let stated = json["explanation"]["classifier"]["probabilities"]["none"].as_f64().unwrap();
+    assert_eq!(json["confidence"].as_f64(), Some((stated * 100.0).round() / 100.0), "{json}");
+    let features = json["explanation"]["features"].as_array().unwrap();
+    assert!(features.iter().all(|f| f["feature"].is_string() && f["means"].is_string()), "{json}");
     assert_eq!(json["explanation"]["classifier"]["label"], "none", "{json}");
     assert!(json["explanation"]["features"].as_array().is_some_and(|f| !f.is_empty()), "{json}");
     let text = run(&["route", "--explain", "--defaults", "thanks!"], None).success().stdout_text();

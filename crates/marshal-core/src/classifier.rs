@@ -1063,14 +1063,29 @@ impl Hashed {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Verdict {
     pub label: Label,
-    /// Probability of each label, in [`LABELS`] order.
+    /// Probability of each label, in [`LABELS`] order (in JSON, an object keyed by label).
+    #[serde(serialize_with = "probabilities_by_label")]
     pub probabilities: [f32; 4],
+}
+
+fn probabilities_by_label<S: serde::Serializer>(p: &[f32; 4], serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(LABELS.len()))?;
+    for label in LABELS {
+        map.serialize_entry(label.as_str(), &p[label.index()])?;
+    }
+    map.end()
 }
 
 impl Verdict {
     /// The probability of the chosen label: the confidence `eval`'s reliability table checks.
     pub fn confidence(&self) -> f32 {
         self.probabilities[self.label.index()]
+    }
+
+    /// [`Verdict::confidence`] to the hundredth, as a recommendation states it.
+    pub fn stated_confidence(&self) -> f64 {
+        (f64::from(self.confidence()) * 100.0).round() / 100.0
     }
 
     /// The most probable label, which the least-cost choice may pass over.
@@ -1136,20 +1151,24 @@ pub fn least_cost(probabilities: &[f32; 4]) -> Label {
 /// One feature's pull towards the chosen label, for `route --explain`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Pull {
+    /// The feature's id as the model knows it (`w:config`, `paths:0`).
     pub feature: String,
+    /// The same in words, for people (`word "config"`, `no file paths`).
+    pub means: String,
     /// Its score for the chosen label minus its mean score over the others.
     pub weight: f32,
 }
 
 /// The features that pulled hardest towards and away from `label`, strongest first.
 pub fn strongest_pulls(prompt: &str, label: Label, count: usize) -> Vec<Pull> {
-    struct Named(Vec<(String, usize, f32)>);
+    struct Named(Vec<(String, String, usize, f32)>);
     impl FeatureSink for Named {
         fn feature(&mut self, kind: &str, parts: &[&str], value: f32) {
             let (bucket, sign) = bucket_and_sign(kind, parts);
             let name =
                 if parts.is_empty() { kind.to_string() } else { format!("{kind}:{}", parts.join(" ")) };
-            self.0.push((name, bucket, sign * value));
+            let means = feature_in_words(kind, parts).unwrap_or_else(|| name.clone());
+            self.0.push((name, means, bucket, sign * value));
         }
     }
     let mut named = Named(Vec::new());
@@ -1159,10 +1178,10 @@ pub fn strongest_pulls(prompt: &str, label: Label, count: usize) -> Vec<Pull> {
     let mut pulls: Vec<Pull> = named
         .0
         .into_iter()
-        .map(|(feature, bucket, value)| {
+        .map(|(feature, means, bucket, value)| {
             let score = |l: usize| weight_at(&model::WEIGHTS, bucket * 4 + l) * model::SCALE * value;
             let others = (0..4).filter(|l| *l != chosen).map(score).sum::<f32>() / 3.0;
-            Pull { feature, weight: score(chosen) - others }
+            Pull { feature, means, weight: score(chosen) - others }
         })
         .filter(|p| p.weight.abs() > 0.01)
         .collect();
@@ -1172,9 +1191,99 @@ pub fn strongest_pulls(prompt: &str, label: Label, count: usize) -> Vec<Pull> {
     pulls
 }
 
+/// A feature as a person would say it; absent things count too (a prompt with no code block
+/// says something), so they are named as absences.
+fn feature_in_words(kind: &str, parts: &[&str]) -> Option<String> {
+    let joined = parts.join(" ");
+    let counted = |one: &str, many: &str| match joined.as_str() {
+        "0" => format!("no {many}"),
+        "1" => format!("one {one}"),
+        band => format!("{band} {many}"),
+    };
+    let words = match kind {
+        "bias" => "the model's prior (every prompt has it)".to_string(),
+        "first" | "first2" => format!("starts with \"{joined}\""),
+        "last" => format!("ends with \"{joined}\""),
+        "w" => match joined.as_str() {
+            "<path>" => "a path".to_string(),
+            "<file>" => "a file name".to_string(),
+            "<num>" => "a number".to_string(),
+            word => format!("word \"{word}\""),
+        },
+        "b" => format!("words \"{joined}\""),
+        "c" => {
+            let (starts, rest) = joined.strip_prefix('<').map_or((false, joined.as_str()), |r| (true, r));
+            let (ends, core) = rest.strip_suffix('>').map_or((false, rest), |r| (true, r));
+            match (starts, ends) {
+                (true, true) => format!("the word \"{core}\""),
+                (true, false) => format!("a word starting \"{core}\""),
+                (false, true) => format!("a word ending \"{core}\""),
+                (false, false) => format!("letters \"{core}\" inside a word"),
+            }
+        }
+        "fenced" => counted("line of fenced code", "lines of fenced code"),
+        "trace" => counted("stack-trace line", "stack-trace lines"),
+        "paths" => counted("file path", "file paths"),
+        "ends" => "ends with a question mark".to_string(),
+        "questions" => "more than one question".to_string(),
+        "indented" => "indented or fenced code".to_string(),
+        "script" => format!("{joined} script"),
+        "concept" => format!("the idea \"{joined}\" (in any language)"),
+        "rule" => format!("rule {joined} matched"),
+        "rule2" => format!("rule {joined} matched more than once"),
+        _ => return None,
+    };
+    Some(words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_of_feature_has_words_for_explain() {
+        struct Kinds(Vec<(String, Vec<String>)>);
+        impl FeatureSink for Kinds {
+            fn feature(&mut self, kind: &str, parts: &[&str], _value: f32) {
+                self.0.push((kind.to_string(), parts.iter().map(|p| p.to_string()).collect()));
+            }
+        }
+        let prompt = "can you fix src/a.rs? it panics at 3 places, is it a race?\n```\nlet x = 1;\n```\n\
+                      thread 'main' panicked at src/main.rs:10:5\n    at foo (bar.js:1:2)\n日本語も";
+        let mut kinds = Kinds(Vec::new());
+        for prompt in [prompt, "why does the build fail twice?"] {
+            let text = PromptText::new(prompt);
+            extract(prompt, &text, &builtin_hits(&text), &mut kinds);
+        }
+        let seen: std::collections::BTreeSet<&str> = kinds.0.iter().map(|(k, _)| k.as_str()).collect();
+        let kinds_known = [
+            "bias",
+            "first",
+            "first2",
+            "last",
+            "w",
+            "b",
+            "c",
+            "fenced",
+            "trace",
+            "paths",
+            "ends",
+            "questions",
+            "indented",
+            "script",
+            "concept",
+            "rule",
+        ];
+        for kind in kinds_known {
+            assert!(seen.contains(kind), "{kind} not extracted from the sample: {seen:?}");
+        }
+        for (kind, parts) in &kinds.0 {
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            assert!(feature_in_words(kind, &parts).is_some(), "no words for {kind}:{parts:?}");
+        }
+        assert_eq!(feature_in_words("paths", &["0"]).as_deref(), Some("no file paths"));
+        assert_eq!(feature_in_words("c", &["<fi"]).as_deref(), Some("a word starting \"fi\""));
+    }
 
     fn names(prompt: &str) -> Vec<String> {
         struct Names(Vec<String>);

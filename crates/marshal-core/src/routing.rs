@@ -272,7 +272,7 @@ fn recommend(
     };
 
     let confidence = match &verdict {
-        Some(verdict) => (f64::from(verdict.confidence()) * 100.0).round() / 100.0,
+        Some(verdict) => verdict.stated_confidence(),
         None => confidence(&votes, score, &config.thresholds),
     };
     let mut reasons = Vec::new();
@@ -706,7 +706,7 @@ mod tests {
         assert_eq!(verdict.label, Label::Strong);
         let total: f32 = verdict.probabilities.iter().sum();
         assert!((total - 1.0).abs() < 1e-4, "{total}");
-        assert_eq!(rec.confidence, (f64::from(verdict.confidence()) * 100.0).round() / 100.0);
+        assert_eq!(rec.confidence, verdict.stated_confidence());
         assert!(
             rec.explanation.tier_reason.starts_with("the classifier: strong"),
             "{}",

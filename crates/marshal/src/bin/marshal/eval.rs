@@ -25,15 +25,26 @@ pub struct EvalArgs {
     /// Print the results as JSON (schema in evals/README.md).
     #[arg(long)]
     json: bool,
-    /// Fail (exit 1) when a file's accuracy is below this fraction.
-    #[arg(long, value_name = "FRACTION")]
+    /// Fail (exit 1) when a file's accuracy is below this fraction (0.9 for 90%).
+    #[arg(long, value_name = "FRACTION", value_parser = threshold, allow_hyphen_values = true)]
     min_accuracy: Option<f64>,
-    /// Fail when a category of a file is below this fraction.
-    #[arg(long, value_name = "FRACTION")]
+    /// Fail when a category of a file is below this fraction (0.8 for 80%).
+    #[arg(long, value_name = "FRACTION", value_parser = threshold, allow_hyphen_values = true)]
     min_category: Option<f64>,
-    /// Fail when a file's severe misroutes (weak <-> strong, none -> strong) exceed this fraction.
-    #[arg(long, value_name = "FRACTION")]
+    /// Fail when a file's severe misroutes (weak <-> strong, none -> strong) exceed this fraction
+    /// (0.02 for 2%).
+    #[arg(long, value_name = "FRACTION", value_parser = threshold, allow_hyphen_values = true)]
     max_severe: Option<f64>,
+}
+
+/// A gate's threshold: a fraction from 0 to 1. A bad one is a usage error (exit 2), which a
+/// script can tell apart from a gate that failed (exit 1).
+fn threshold(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        Ok(value) => Err(format!("a fraction from 0 to 1 (0.9 for 90%), not {value}")),
+        Err(_) => Err(format!("a fraction from 0 to 1 (0.9 for 90%), not '{text}'")),
+    }
 }
 
 #[derive(Deserialize)]
@@ -54,6 +65,9 @@ const CONFIDENCE_BINS: [f64; 7] = [0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001];
 #[derive(Serialize)]
 struct Split {
     file: String,
+    /// The compiled-in model learned from this file (the train and dev splits): its figures
+    /// are no measure of prompts the model has not seen.
+    learned_from: bool,
     prompts: usize,
     correct: usize,
     accuracy: f64,
@@ -94,15 +108,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
     } else {
         args.files.clone()
     };
-    for (flag, value) in [
-        ("--min-accuracy", args.min_accuracy),
-        ("--min-category", args.min_category),
-        ("--max-severe", args.max_severe),
-    ] {
-        if let Some(value) = value.filter(|v| !(0.0..=1.0).contains(v)) {
-            bail!("{flag} takes a fraction from 0 to 1 (0.9 for 90%), not {value}");
-        }
-    }
     // The compiled-in defaults only, so results do not depend on this machine's configuration.
     let config = Config::default();
     let inputs = RouteInputs { config: &config, agents: &[], history: None, five_hour_used: None };
@@ -172,6 +177,7 @@ fn evaluate(file: &Path, cases: &[Case], inputs: &RouteInputs) -> Split {
 
     let mut split = Split {
         file: file.display().to_string(),
+        learned_from: learned_from(&file.display().to_string()),
         prompts: cases.len(),
         correct: 0,
         accuracy: 0.0,
@@ -278,7 +284,7 @@ fn split_text(split: &Split, misses: bool) -> String {
         split.severe,
         split.severe_rate * 100.0
     );
-    if learned_from(&split.file) {
+    if split.learned_from {
         out.insert_str(
             out.len() - 1,
             "  The compiled-in model learned from this split, so this is not a measure of it;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use marshal_core::classifier;
+use marshal_core::classifier::{self, Verdict};
 use marshal_core::config::Config;
 use marshal_core::context::{self, RoutingContext};
 use marshal_core::paths::{self, StateDirEnv};
@@ -118,7 +118,7 @@ fn decision_json(decision: &Decision, explain: bool, prompt: &str) -> serde_json
                 "subagent_type": null,
                 "tier": "none",
                 "model": null,
-                "confidence": verdict.as_ref().map_or(1.0, |v| f64::from(v.confidence())),
+                "confidence": verdict.as_ref().map_or(1.0, Verdict::stated_confidence),
                 "task": null,
                 "score": null,
                 "reasons": [format!("abstain: {}", reason.describe())],
@@ -198,7 +198,7 @@ fn explanation_text(rec: &Recommendation, prompt: &str) -> String {
             let _ = writeln!(out, "\n  Classifier: {}", routing::verdict_summary(verdict));
             out.push_str("  Features that weighed most (+ towards that label, - away from it):\n");
             for pull in classifier::strongest_pulls(prompt, verdict.label, EXPLAINED_FEATURES) {
-                let _ = writeln!(out, "    {:+.2}  {}", pull.weight, pull.feature);
+                let _ = writeln!(out, "    {:+.2}  {}", pull.weight, pull.means);
             }
             for factor in &e.factors {
                 let _ = writeln!(out, "  {}: {}", factor.name, factor.detail);
@@ -223,7 +223,7 @@ fn abstention_text(prompt: &str) -> String {
     let mut out = format!("\nWhy no agent?\n  Classifier: {}\n", routing::verdict_summary(&verdict));
     out.push_str("  Features that weighed most (+ towards that label, - away from it):\n");
     for pull in classifier::strongest_pulls(prompt, verdict.label, EXPLAINED_FEATURES) {
-        let _ = writeln!(out, "    {:+.2}  {}", pull.weight, pull.feature);
+        let _ = writeln!(out, "    {:+.2}  {}", pull.weight, pull.means);
     }
     out
 }
