@@ -217,6 +217,10 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "架构",
             "架構",
             "아키텍처",
+            "आर्किटेक्चर",
+            "معماري",
+            "mimari",
+            "arsitektur",
         ],
     ),
     (
@@ -236,6 +240,13 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "設計",
             "设计",
             "설계",
+            "डिज़ाइन",
+            "डिजाइन",
+            "تصميم",
+            "tasarla",
+            "tasarım",
+            "desain",
+            "rancang",
         ],
     ),
     (
@@ -258,6 +269,9 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "戦略",
             "策略",
             "전략",
+            "योजना",
+            "خطة",
+            "rencana",
         ],
     ),
     (
@@ -275,13 +289,33 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "移転",
             "마이그레이션",
             "이전",
+            "माइग्रेट",
+            "ترحيل",
+            "migras",
         ],
     ),
     (
         "every",
         &[
-            "all", "every", "todos", "todas", "alle", "tous", "toutes", "tutti", "wszystk", "все", "всех",
-            "全", "所有", "모든",
+            "all",
+            "every",
+            "todos",
+            "todas",
+            "alle",
+            "tous",
+            "toutes",
+            "tutti",
+            "wszystk",
+            "все",
+            "всех",
+            "全",
+            "所有",
+            "모든",
+            "सभी",
+            "جميع",
+            "tüm",
+            "bütün",
+            "semua",
         ],
     ),
     (
@@ -314,6 +348,9 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "生產",
             "프로덕션",
             "운영",
+            "प्रोडक्शन",
+            "üretim",
+            "produksi",
         ],
     ),
     (
@@ -362,6 +399,10 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "有时",
             "가끔",
             "간헐",
+            "कभी",
+            "أحيانا",
+            "bazen",
+            "kadang",
         ],
     ),
     (
@@ -414,6 +455,11 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "청구",
             "settlement",
             "charge",
+            "भुगतान",
+            "فاتورة",
+            "ödeme",
+            "pembayaran",
+            "tagihan",
         ],
     ),
     (
@@ -438,6 +484,10 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "泄漏",
             "메모리",
             "누수",
+            "मेमोरी",
+            "ذاكرة",
+            "bellek",
+            "memori",
         ],
     ),
     (
@@ -481,6 +531,10 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "漏洞",
             "보안",
             "취약",
+            "सुरक्षा",
+            "أمان",
+            "güvenlik",
+            "keamanan",
         ],
     ),
     (
@@ -521,8 +575,25 @@ const CONCEPTS: &[(&str, &[&str])] = &[
     (
         "where",
         &[
-            "where", "wo", "dónde", "donde", "onde", "où", "dove", "gdzie", "где", "どこ", "哪里", "哪儿",
+            "where",
+            "wo",
+            "dónde",
+            "donde",
+            "onde",
+            "où",
+            "dove",
+            "gdzie",
+            "где",
+            "どこ",
+            "哪里",
+            "哪儿",
             "어디",
+            "कहाँ",
+            "कहां",
+            "أين",
+            "nerede",
+            "dimana",
+            "kahan",
         ],
     ),
     (
@@ -541,6 +612,12 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "怎么",
             "如何",
             "어떻게",
+            "कैसे",
+            "كيف",
+            "nasıl",
+            "bagaimana",
+            "gimana",
+            "kaise",
         ],
     ),
     (
@@ -558,9 +635,32 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "為什麼",
             "为什么",
             "왜",
+            "क्यों",
+            "لماذا",
+            "neden",
+            "kenapa",
+            "mengapa",
+            "kyun",
+            "kyon",
         ],
     ),
-    ("test", &["test", "prueba", "teste", "тест", "テスト", "测试", "測試", "테스트"]),
+    (
+        "test",
+        &[
+            "test",
+            "prueba",
+            "teste",
+            "тест",
+            "テスト",
+            "测试",
+            "測試",
+            "테스트",
+            "परीक्षण",
+            "टेस्ट",
+            "اختبار",
+            "pengujian",
+        ],
+    ),
     (
         "add",
         &[
@@ -578,9 +678,30 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "添加",
             "增加",
             "추가",
+            "जोड़",
+            "जोड",
+            "أضف",
+            "إضافة",
+            "ekle",
+            "tambah",
         ],
     ),
-    ("implement", &["implement", "impleme", "umsetz", "реализ", "実装", "实现", "實現", "구현"]),
+    (
+        "implement",
+        &[
+            "implement",
+            "impleme",
+            "umsetz",
+            "реализ",
+            "実装",
+            "实现",
+            "實現",
+            "구현",
+            "लागू",
+            "تنفيذ",
+            "uygula",
+        ],
+    ),
     (
         "error",
         &[
@@ -603,6 +724,11 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "баг",
             "バグ",
             "버그",
+            "त्रुटि",
+            "एरर",
+            "خطأ",
+            "kesalahan",
+            "eror",
         ],
     ),
     (
@@ -619,6 +745,10 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "解释",
             "解釋",
             "설명",
+            "समझा",
+            "اشرح",
+            "açıkla",
+            "jelaskan",
         ],
     ),
     (
@@ -649,6 +779,10 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "worldcup",
             "mundial",
             "weltmeister",
+            "क्रिकेट",
+            "cricket",
+            "futbol",
+            "sepak",
         ],
     ),
     (
@@ -682,6 +816,9 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "carbonara",
             "pizza",
             "pasta",
+            "रेसिपी",
+            "وصفة",
+            "resep",
         ],
     ),
     (
@@ -706,6 +843,12 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "путешеств",
             "旅行",
             "여행",
+            "यात्रा",
+            "سفر",
+            "seyahat",
+            "tatil",
+            "liburan",
+            "perjalanan",
         ],
     ),
     (
@@ -726,6 +869,11 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "謝謝",
             "감사",
             "고마워",
+            "धन्यवाद",
+            "शुक्रिया",
+            "شكرا",
+            "teşekkür",
+            "makasih",
         ],
     ),
     (
@@ -828,6 +976,11 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "おはよう",
             "你好",
             "안녕",
+            "नमस्ते",
+            "مرحبا",
+            "merhaba",
+            "selam",
+            "halo",
         ],
     ),
 ];
@@ -835,7 +988,11 @@ const CONCEPTS: &[(&str, &[&str])] = &[
 /// Every concept a word of the prompt names, once each.
 fn concept_features(words: &[String], sink: &mut impl FeatureSink) {
     let mut found = [false; CONCEPTS.len()];
-    for word in words {
+    for (at, word) in words.iter().enumerate() {
+        // "hello world" is the first program anyone writes, not a greeting.
+        if word == "hello" && words.get(at + 1).is_some_and(|next| next == "world") {
+            continue;
+        }
         if word.chars().any(is_spaceless_script) {
             for (index, (_, stems)) in CONCEPTS.iter().enumerate() {
                 found[index] |= stems.iter().any(|stem| word.contains(stem));
@@ -909,6 +1066,19 @@ const STEM_INDEX: StemIndex = {
 };
 
 /// Japanese, Chinese and Korean: words run together, so a stem is looked for inside a run.
+/// A letter, a digit, or a mark that belongs inside a word: Devanagari's virama and nukta, or
+/// Arabic vowel signs, are not alphanumeric, and splitting on them broke words in two.
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(c as u32,
+            0x0300..=0x036f // combining accents (decomposed Latin)
+            | 0x0483..=0x0489 // Cyrillic
+            | 0x0591..=0x05c7 // Hebrew points
+            | 0x0610..=0x061a | 0x064b..=0x065f | 0x0670 // Arabic
+            | 0x0900..=0x0963 | 0x0966..=0x0dff // Indic scripts (the dandas are punctuation)
+        )
+}
+
 fn is_spaceless_script(c: char) -> bool {
     matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x9fff | 0xac00..=0xd7af)
 }
@@ -937,7 +1107,7 @@ fn hand_features(scanned: &str, prose: &str, fenced_lines: usize, sink: &mut imp
 fn words_for_model(text: &str) -> Vec<String> {
     let mut words = Vec::new();
     for token in text.split_whitespace() {
-        let bare = token.trim_matches(|c: char| !c.is_alphanumeric() && c != '/' && c != '.');
+        let bare = token.trim_matches(|c: char| !is_word_char(c) && c != '/' && c != '.');
         if bare.contains('/') && bare.chars().any(char::is_alphanumeric) && !bare.contains("://") {
             words.push(String::from("<path>"));
             continue;
@@ -952,7 +1122,7 @@ fn words_for_model(text: &str) -> Vec<String> {
                 continue;
             }
         }
-        for part in token.split(|c: char| !c.is_alphanumeric()).filter(|p| !p.is_empty()) {
+        for part in token.split(|c: char| !is_word_char(c)).filter(|p| !p.is_empty()) {
             if part.chars().all(|c| c.is_ascii_digit()) {
                 words.push(String::from("<num>"));
             } else {
@@ -1296,6 +1466,19 @@ mod tests {
         let text = PromptText::new(prompt);
         extract(prompt, &text, &builtin_hits(&text), &mut n);
         n.0
+    }
+
+    #[test]
+    fn hindi_words_stay_whole_and_hello_world_is_no_greeting() {
+        // The virama (्) and nukta (़) are marks, not letters: a word must not break at them.
+        let hindi = names("पेमेंट सिस्टम की आर्किटेक्चर डिज़ाइन करो");
+        for expected in
+            ["w:आर्किटेक्चर", "w:डिज़ाइन", "concept:architecture", "concept:design", "script:devanagari"]
+        {
+            assert!(hindi.contains(&expected.to_string()), "{expected} missing from {hindi:?}");
+        }
+        assert!(!names("write a hello world service in go").contains(&"concept:greeting".to_string()));
+        assert!(names("hello, can you help").contains(&"concept:greeting".to_string()));
     }
 
     #[test]
