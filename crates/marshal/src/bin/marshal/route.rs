@@ -196,10 +196,7 @@ fn explanation_text(rec: &Recommendation, prompt: &str) -> String {
     match &e.classifier {
         Some(verdict) => {
             let _ = writeln!(out, "\n  Classifier: {}", routing::verdict_summary(verdict));
-            out.push_str("  Features that weighed most (+ towards that label, - away from it):\n");
-            for pull in classifier::strongest_pulls(prompt, verdict.label, EXPLAINED_FEATURES) {
-                let _ = writeln!(out, "    {:+.2}  {}", pull.weight, pull.means);
-            }
+            out.push_str(&features_text(prompt, verdict));
             for factor in &e.factors {
                 let _ = writeln!(out, "  {}: {}", factor.name, factor.detail);
             }
@@ -221,7 +218,13 @@ fn explanation_text(rec: &Recommendation, prompt: &str) -> String {
 fn abstention_text(prompt: &str) -> String {
     let verdict = classifier::classify_prompt(prompt);
     let mut out = format!("\nWhy no agent?\n  Classifier: {}\n", routing::verdict_summary(&verdict));
-    out.push_str("  Features that weighed most (+ towards that label, - away from it):\n");
+    out.push_str(&features_text(prompt, &verdict));
+    out
+}
+
+/// The features that pulled hardest towards or away from the verdict's label, in words.
+fn features_text(prompt: &str, verdict: &Verdict) -> String {
+    let mut out = String::from("  Features that weighed most (+ towards that label, - away from it):\n");
     for pull in classifier::strongest_pulls(prompt, verdict.label, EXPLAINED_FEATURES) {
         let _ = writeln!(out, "    {:+.2}  {}", pull.weight, pull.means);
     }
