@@ -1065,7 +1065,6 @@ const STEM_INDEX: StemIndex = {
     StemIndex { stems, starts }
 };
 
-/// Japanese, Chinese and Korean: words run together, so a stem is looked for inside a run.
 /// A letter, a digit, or a mark that belongs inside a word: Devanagari's virama and nukta, or
 /// Arabic vowel signs, are not alphanumeric, and splitting on them broke words in two.
 fn is_word_char(c: char) -> bool {
@@ -1079,6 +1078,7 @@ fn is_word_char(c: char) -> bool {
         )
 }
 
+/// Japanese, Chinese and Korean: words run together, so a stem is looked for inside a run.
 fn is_spaceless_script(c: char) -> bool {
     matches!(c as u32, 0x3040..=0x30ff | 0x3400..=0x9fff | 0xac00..=0xd7af)
 }

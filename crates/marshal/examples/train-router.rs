@@ -3,8 +3,8 @@
 //!
 //! Multinomial logistic regression, AdaGrad with L2 on the weights a prompt touches, a fixed
 //! seed: the same corpus gives the same model byte for byte. Weights are stored as `i8`
-//! scaled by the largest weight (on the dev split, as accurate as `i16` at half the size), and every figure printed here is measured with those stored
-//! weights, as the hooks will use them.
+//! scaled by the largest weight (on the dev split, as accurate as `i16` at half the size), and
+//! every figure printed here is measured with those stored weights, as the hooks will use them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
